@@ -1,0 +1,243 @@
+"""The learned dynamics: networks, masks, step size and preconditioner as one Equinox pytree.
+
+Symbols of the paper and their names here:
+
+| paper | code |
+|---|---|
+| ξ = (x, v, d) | phase-space point: ``position``, ``momentum``, ``direction`` |
+| ε | ``step_size`` (stored as ``log_step_size``) |
+| M | ``num_leapfrog_steps`` |
+| S, Q, T | ``scale``, ``transformation``, ``translation`` |
+| mᵗ, m̄ᵗ = 1 − mᵗ | ``masks[t]`` and its complement |
+| τ(t) | ``time_encoding(t)`` |
+| S_v, Q_v, T_v | outputs of ``momentum_net`` (inputs x, ∇U(x), τ(t)) |
+| S_x, Q_x, T_x | outputs of ``position_net`` (inputs x ⊙ m̄ᵗ, v, τ(t)) |
+
+Beyond the paper, the dynamics carry an affine preconditioner x = loc + L z (``preconditioner_loc``,
+``preconditioner_scale``; L diagonal if the scale is a vector, lower-triangular if it is a matrix).
+The learned leapfrog runs in the whitened coordinates z; with zero heads this is exactly HMC with
+inverse mass matrix L Lᵀ. The preconditioner is identity unless set (e.g. by the warm start).
+
+The dynamics are a plain pytree: pass them to the kernel as an argument, and new weights of the same
+structure reuse the compiled kernel.
+
+References:
+    D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
+    Networks*. ICLR 2018, arXiv:1711.09268, §3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from l2hmc_ppl.dynamics.networks import L2HMCNetwork
+
+__all__ = ["L2HMCDynamics", "draw_masks", "time_encoding"]
+
+
+def draw_masks(rng_key: PRNGKeyArray, num_leapfrog_steps: int, dim: int) -> Bool[Array, "M dim"]:
+    """Draw one binary mask per leapfrog step, each with exactly ⌊dim/2⌋ ones.
+
+    For ``dim == 1`` the mask is all zeros, so the single coordinate is updated in the second
+    position sub-update and the first one is the identity (SPEC §1).
+    """
+    keys = jax.random.split(rng_key, num_leapfrog_steps)
+    num_ones = dim // 2
+
+    def one_mask(key):
+        order = jax.random.permutation(key, dim)
+        return order < num_ones  # a uniformly random subset of size ⌊dim/2⌋
+
+    return jax.vmap(one_mask)(keys)
+
+
+def time_encoding(step_index, num_leapfrog_steps: int, dtype) -> Float[Array, " 2"]:
+    """τ(t) = (cos(2πt/M), sin(2πt/M)) for the 0-based ``step_index`` (t = step_index + 1)."""
+    angle = 2.0 * jnp.pi * (step_index + 1) / num_leapfrog_steps
+    return jnp.stack([jnp.cos(angle), jnp.sin(angle)]).astype(dtype)
+
+
+class L2HMCDynamics(eqx.Module):
+    """Learned L2HMC dynamics on ``R^dim``.
+
+    Args:
+        dim: dimension of the (flattened) target.
+        num_leapfrog_steps: M, the number of learned leapfrog steps per proposal.
+        hidden_size: width of both networks' trunks.
+        step_size: initial ε (> 0); trainable, stored as log ε.
+        num_hidden_layers: ReLU layers after the embedding in each network (1 in the paper).
+        aux_size: size of an optional conditioning input seen by both networks (e.g. an image
+            encoding for the DLGM); ``None`` for unconditional dynamics.
+        key: PRNG key for the weights and the masks.
+        dtype: floating dtype of the parameters.
+
+    Example:
+        >>> dynamics = L2HMCDynamics(2, num_leapfrog_steps=10, key=jax.random.key(0))
+        >>> hmc = dynamics.as_hmc_limit()  # exactly leapfrog HMC with the same ε and M
+    """
+
+    position_net: L2HMCNetwork
+    momentum_net: L2HMCNetwork
+    masks: Bool[Array, "M dim"]
+    log_step_size: Float[Array, ""]
+    preconditioner_loc: Float[Array, " dim"]
+    preconditioner_scale: Float[Array, " dim"] | Float[Array, "dim dim"]
+    num_leapfrog_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_leapfrog_steps: int = 10,
+        hidden_size: int = 10,
+        step_size: float = 0.1,
+        num_hidden_layers: int = 1,
+        aux_size: int | None = None,
+        key: PRNGKeyArray,
+        dtype=None,
+    ):
+        if not (isinstance(dim, int) and dim >= 1):
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if not (isinstance(num_leapfrog_steps, int) and num_leapfrog_steps >= 1):
+            raise ValueError(f"num_leapfrog_steps must be a positive integer, got {num_leapfrog_steps!r}")
+        if not (isinstance(hidden_size, int) and hidden_size >= 1):
+            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        _check_step_size(step_size)
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        key_position, key_momentum, key_masks = jax.random.split(key, 3)
+        network_options = dict(num_hidden_layers=num_hidden_layers, aux_size=aux_size, dtype=dtype)
+        self.position_net = L2HMCNetwork(dim, hidden_size, key=key_position, **network_options)
+        self.momentum_net = L2HMCNetwork(dim, hidden_size, key=key_momentum, **network_options)
+        self.masks = draw_masks(key_masks, num_leapfrog_steps, dim)
+        self.log_step_size = jnp.asarray(math.log(step_size), dtype)
+        self.preconditioner_loc = jnp.zeros(dim, dtype)
+        self.preconditioner_scale = jnp.ones(dim, dtype)
+        self.num_leapfrog_steps = num_leapfrog_steps
+
+    # ----------------------------------------------------------------------------------------
+    # Derived quantities
+    @property
+    def dim(self) -> int:
+        """Dimension of the target."""
+        return self.masks.shape[-1]
+
+    @property
+    def step_size(self) -> Float[Array, ""]:
+        """ε = exp(log_step_size)."""
+        return jnp.exp(self.log_step_size)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the networks' trunks."""
+        return self.position_net.embed_first.out_features
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """ReLU layers after the embedding."""
+        return len(self.position_net.hidden_layers)
+
+    @property
+    def aux_size(self) -> int | None:
+        """Size of the conditioning input, or ``None``."""
+        embed = self.position_net.embed_aux
+        return None if embed is None else embed.in_features
+
+    @property
+    def dense_preconditioner(self) -> bool:
+        """Whether the preconditioner scale is a full lower-triangular matrix."""
+        return self.preconditioner_scale.ndim == 2
+
+    # ----------------------------------------------------------------------------------------
+    # Copies with some parts replaced
+    def as_hmc_limit(self) -> L2HMCDynamics:
+        """The same dynamics with S = Q = T = 0: exactly leapfrog HMC with step size ε and M steps."""
+        return eqx.tree_at(
+            lambda d: (d.position_net, d.momentum_net),
+            self,
+            (self.position_net.with_zero_heads(), self.momentum_net.with_zero_heads()),
+        )
+
+    def with_step_size(self, step_size) -> L2HMCDynamics:
+        """A copy with ε replaced."""
+        _check_step_size(step_size)
+        new = jnp.log(jnp.asarray(step_size, self.log_step_size.dtype))
+        return eqx.tree_at(lambda d: d.log_step_size, self, new)
+
+    def with_preconditioner(self, loc, scale) -> L2HMCDynamics:
+        """A copy whose learned leapfrog runs in coordinates z with x = loc + L z.
+
+        Args:
+            loc: shift, shape ``(dim,)``.
+            scale: ``(dim,)`` for a diagonal L, or a lower-triangular ``(dim, dim)`` matrix L
+                (e.g. the Cholesky factor of a posterior covariance estimate).
+        """
+        dtype = self.log_step_size.dtype
+        loc = jnp.asarray(loc, dtype)
+        scale = jnp.asarray(scale, dtype)
+        if loc.shape != (self.dim,):
+            raise ValueError(f"preconditioner loc must have shape ({self.dim},), got {loc.shape}")
+        if scale.shape not in ((self.dim,), (self.dim, self.dim)):
+            raise ValueError(
+                f"preconditioner scale must have shape ({self.dim},) or ({self.dim}, {self.dim}), "
+                f"got {scale.shape}"
+            )
+        if scale.ndim == 2:
+            scale = jnp.tril(scale)
+        diag = scale if scale.ndim == 1 else jnp.diag(scale)
+        if not bool(jnp.all(jnp.isfinite(scale))) or not bool(jnp.all(diag > 0)):
+            raise ValueError("preconditioner scale must be finite with a positive diagonal")
+        return eqx.tree_at(lambda d: (d.preconditioner_loc, d.preconditioner_scale), self, (loc, scale))
+
+    def trainable_filter(self) -> L2HMCDynamics:
+        """A pytree of booleans marking the parameters that training updates.
+
+        The networks and the step size are trained; the masks and the preconditioner are not.
+        """
+        trainable = jax.tree_util.tree_map(eqx.is_inexact_array, self)
+        return eqx.tree_at(
+            lambda d: (d.masks, d.preconditioner_loc, d.preconditioner_scale),
+            trainable,
+            (False, False, False),
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # The preconditioner x = loc + L z
+    def to_whitened(self, position: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        """z = L⁻¹ (x − loc)."""
+        centred = position - self.preconditioner_loc
+        if self.dense_preconditioner:
+            return jsl.solve_triangular(self.preconditioner_scale, centred, lower=True)
+        return centred / self.preconditioner_scale
+
+    def from_whitened(self, whitened: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        """x = loc + L z."""
+        if self.dense_preconditioner:
+            return self.preconditioner_loc + self.preconditioner_scale @ whitened
+        return self.preconditioner_loc + self.preconditioner_scale * whitened
+
+    def whiten_gradient(self, gradient: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        """∇_z = Lᵀ ∇_x (chain rule through x = loc + L z)."""
+        if self.dense_preconditioner:
+            return self.preconditioner_scale.T @ gradient
+        return self.preconditioner_scale * gradient
+
+    def unwhiten_gradient(self, whitened_gradient: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        """∇_x = L⁻ᵀ ∇_z, the inverse of :meth:`whiten_gradient`."""
+        if self.dense_preconditioner:
+            return jsl.solve_triangular(self.preconditioner_scale.T, whitened_gradient, lower=False)
+        return whitened_gradient / self.preconditioner_scale
+
+
+def _check_step_size(step_size) -> None:
+    try:
+        value = float(step_size)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return  # a traced value: cannot be checked here
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
