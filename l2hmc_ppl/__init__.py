@@ -15,6 +15,16 @@ from l2hmc_ppl.core import (
     propose,
 )
 from l2hmc_ppl.dynamics import L2HMCDynamics, L2HMCNetwork
+from l2hmc_ppl.training import (
+    TrainingHistory,
+    default_optimizer,
+    esjd_loss,
+    exponential_annealing,
+    load,
+    save,
+    train,
+    warm_start,
+)
 
 __version__ = "0.1.0"
 
@@ -24,7 +34,15 @@ __all__ = [
     "L2HMCNetwork",
     "L2HMCProposal",
     "L2HMCState",
+    "TrainingHistory",
     "build_kernel",
+    "default_optimizer",
+    "esjd_loss",
+    "exponential_annealing",
+    "load",
+    "save",
+    "train",
+    "warm_start",
     "init",
     "learned_leapfrog",
     "propose",

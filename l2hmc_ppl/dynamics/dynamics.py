@@ -190,7 +190,9 @@ class L2HMCDynamics(eqx.Module):
         if scale.ndim == 2:
             scale = jnp.tril(scale)
         diag = scale if scale.ndim == 1 else jnp.diag(scale)
-        if not bool(jnp.all(jnp.isfinite(scale))) or not bool(jnp.all(diag > 0)):
+        if not isinstance(scale, jax.core.Tracer) and not (
+            bool(jnp.all(jnp.isfinite(scale))) and bool(jnp.all(diag > 0))
+        ):
             raise ValueError("preconditioner scale must be finite with a positive diagonal")
         return eqx.tree_at(lambda d: (d.preconditioner_loc, d.preconditioner_scale), self, (loc, scale))
 
@@ -235,9 +237,8 @@ class L2HMCDynamics(eqx.Module):
 
 
 def _check_step_size(step_size) -> None:
-    try:
-        value = float(step_size)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return  # a traced value: cannot be checked here
+    if isinstance(step_size, jax.core.Tracer):
+        return  # a traced value (inside jit/scan): cannot be checked here
+    value = float(step_size)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
