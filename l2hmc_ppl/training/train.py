@@ -158,8 +158,9 @@ def train(
         temperature_schedule: ``step -> T`` (e.g. :func:`exponential_annealing`); training then sees
             p^{1/T}. Default T = 1.
         max_grad_norm: clip gradients to this global norm (``optax.clip_by_global_norm``).
-        warm_start: first tune ε and a preconditioner with the HMC limit
-            (:func:`~l2hmc_ppl.training.warm_start`); off for paper-faithful runs.
+        warm_start: first tune ε and a preconditioner with the HMC limit and start training from
+            exactly that tuned HMC (zero heads; :func:`~l2hmc_ppl.training.warm_start`). Turn it
+            off for paper-faithful runs and to continue training already trained dynamics.
         dense_mass: dense (Cholesky) preconditioner in the warm start instead of a diagonal one.
         num_warm_start_steps: transitions of the warm start.
         target_acceptance_rate: the warm start's step-size target.
