@@ -12,6 +12,7 @@ import blackjax.mcmc.metrics as metrics
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import l2hmc_ppl
@@ -299,3 +300,23 @@ def test_sharded_training_equals_unsharded():
     line = next(line for line in result.stdout.splitlines() if line.startswith("MAXDIFF"))
     weight_diff, loss_diff = map(float, line.split()[1:])
     assert weight_diff < 1e-9 and loss_diff < 1e-9
+
+
+def test_keep_best_returns_the_start_when_training_made_it_worse():
+    logdensity_fn = lambda x: -0.5 * jnp.sum(x**2 / jnp.array([1.0, 0.1]))  # noqa: E731
+    dynamics = L2HMCDynamics(2, num_leapfrog_steps=4, step_size=0.3, key=jax.random.key(0)).as_hmc_limit()
+    positions = jax.random.normal(jax.random.key(1), (64, 2))
+    wrecking_optimizer = optax.sgd(50.0)  # a deliberately destructive update
+    with pytest.warns(UserWarning, match="returning the starting dynamics"):
+        returned, history = train(
+            jax.random.key(2),
+            logdensity_fn,
+            dynamics,
+            positions,
+            num_steps=20,
+            optimizer=wrecking_optimizer,
+            warm_start=False,
+            progress_bar=False,
+        )
+    assert history.initial_esjd > history.final_esjd
+    assert returned is dynamics

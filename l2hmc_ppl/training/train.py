@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -56,6 +57,10 @@ class TrainingHistory(NamedTuple):
         num_nonfinite_samples: samples whose proposal or gradient was not finite.
         final_state: the persistent chains after training (batched ``L2HMCState``).
         warm_start: what the warm start measured, or ``None`` when it was off.
+        final_esjd: expected squared jump of the trained dynamics on the final chains (with
+            ``keep_best``; else ``None``).
+        initial_esjd: the same for the dynamics training started from; when it is larger,
+            ``train`` returned those.
     """
 
     loss: Float[Array, " num_steps"]
@@ -67,6 +72,8 @@ class TrainingHistory(NamedTuple):
     num_nonfinite_samples: Array
     final_state: L2HMCState
     warm_start: WarmStartInfo | None
+    final_esjd: float | None = None
+    initial_esjd: float | None = None
 
     @property
     def num_skipped(self) -> int:
@@ -140,6 +147,7 @@ def train(
     max_consecutive_failures: int = 100,
     mesh: jax.sharding.Mesh | None = None,
     aux: Float[Array, " aux"] | None = None,
+    keep_best: bool = True,
 ) -> tuple[L2HMCDynamics, TrainingHistory]:
     """Train L2HMC dynamics on ``logdensity_fn`` (Algorithm 1; see the module docstring).
 
@@ -169,6 +177,11 @@ def train(
         max_consecutive_failures: stop with an error after this many skipped updates in a row.
         mesh: a 1-d ``jax.sharding.Mesh``; the chains are sharded over its devices.
         aux: conditioning input for dynamics built with ``aux_size`` (fixed during training).
+        keep_best: at the end, compare the expected squared jump distance of the trained dynamics
+            with that of the dynamics training started from (the tuned HMC after a warm start), on
+            the final chains with the same randomness, and return the better one with a warning.
+            A trained sampler is then never worse than its starting point by the training
+            objective's own measure.
 
     Returns:
         ``(trained_dynamics, history)``.
@@ -230,6 +243,7 @@ def train(
             target_acceptance_rate=target_acceptance_rate,
         )
 
+    initial_dynamics = dynamics
     params, static = eqx.partition(dynamics, dynamics.trainable_filter())
     opt_state = optimizer.init(params)
     vmap_propose = jax.vmap(propose, (0, 0, None, None, None))
@@ -373,11 +387,51 @@ def train(
     finally:
         bar.close()
 
-    params, _, states, _, _ = carry
+    params, _, states, _, key = carry
+    trained = eqx.combine(params, static)
     history_arrays = {
         name: jnp.concatenate([r[name] for r in records])[:num_steps]
         for name in records[0]
         if name != "most_consecutive_failures"
     }
-    history = TrainingHistory(**history_arrays, final_state=states, warm_start=warm_info)
-    return eqx.combine(params, static), history
+    final_esjd = initial_esjd = None
+    if keep_best:
+        # Same proposals' randomness for both, on the final chains (target at T = final temperature).
+        final_esjd, initial_esjd = (
+            float(_mean_esjd(key, logdensity_fn, states, candidate, aux, temperature_schedule(num_steps)))
+            for candidate in (trained, initial_dynamics)
+        )
+        if initial_esjd > final_esjd:
+            warnings.warn(
+                f"the trained dynamics jump less (ESJD {final_esjd:.3g}) than the dynamics training "
+                f"started from ({initial_esjd:.3g}); returning the starting dynamics. Train longer, "
+                "lower the learning rate, or change loss_scale (λ²).",
+                stacklevel=2,
+            )
+            trained = initial_dynamics
+    history = TrainingHistory(
+        **history_arrays,
+        final_state=states,
+        warm_start=warm_info,
+        final_esjd=final_esjd,
+        initial_esjd=initial_esjd,
+    )
+    return trained, history
+
+
+@eqx.filter_jit
+def _mean_esjd(rng_key, logdensity_fn, states, dynamics, aux, temperature, num_rounds=8):
+    """Mean δ·A of ``num_rounds`` proposals from each chain: the expected squared jump distance."""
+    num_chains = jax.tree_util.tree_leaves(states.position)[0].shape[0]
+
+    def tempered_logdensity(position):
+        return logdensity_fn(position) / temperature
+
+    def one_round(key):
+        keys = jax.random.split(key, num_chains)
+        proposals = jax.vmap(propose, (0, 0, None, None, None))(
+            keys, _tempered(states, temperature), tempered_logdensity, dynamics, aux
+        )
+        return jnp.mean(proposals.squared_jump_distance * proposals.acceptance_probability)
+
+    return jnp.mean(jax.lax.map(one_round, jax.random.split(rng_key, num_rounds)))
