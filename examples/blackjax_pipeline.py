@@ -1,0 +1,108 @@
+"""A BlackJAX NUTS pipeline switched to L2HMC by changing two lines.
+
+The pipeline is the usual one: a warmup (``blackjax.window_adaptation``) from one position, the tuned
+sampler, then ``blackjax.util.run_inference_algorithm`` over vmapped chains started at the warmed-up
+state, and BlackJAX's diagnostics. The target is Bayesian logistic regression on German credit
+(25 coefficients). The script runs the pipeline with NUTS and with L2HMC and compares both with the
+reference posterior moments.
+
+Usage::
+
+    python examples/blackjax_pipeline.py [--num-warmup 500] [--num-samples 1000] [--num-chains 4]
+
+It takes about two minutes on a laptop CPU, most of it compiling and training L2HMC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from l2hmc_ppl.blackjax import l2hmc, l2hmc_adaptation
+from l2hmc_ppl.targets import german_credit
+
+
+def pipeline(rng_key, logdensity_fn, initial_position, *, use_l2hmc, num_warmup, num_chains, num_samples):
+    """Warmup, then ``num_chains`` vmapped chains; returns draws ``(num_chains, num_samples, dim)``."""
+    key_warmup, key_sample = jax.random.split(rng_key)
+
+    if use_l2hmc:  # swapped line 1 of 2: the adaptation
+        # A dense preconditioner from the HMC warm start, and Adam steps small enough that a few hundred
+        # iterations on this 25-d posterior improve the sampler rather than first knock it off its HMC start.
+        warmup = l2hmc_adaptation(logdensity_fn, dense_mass=True, learning_rate=1e-4)
+    else:
+        warmup = blackjax.window_adaptation(blackjax.nuts, logdensity_fn)
+    (state, parameters), _ = warmup.run(key_warmup, initial_position, num_steps=num_warmup)
+
+    if use_l2hmc:  # swapped line 2 of 2: the algorithm
+        sampler = l2hmc(logdensity_fn, **parameters)
+    else:
+        sampler = blackjax.nuts(logdensity_fn, **parameters)
+
+    # Everything below is unchanged: start every chain at the warmed-up state and run them in parallel.
+    initial_states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_chains, *x.shape)), state)
+
+    @jax.jit
+    def sample_chains(keys, states):
+        def one_chain(key, state):
+            _, (positions, info) = blackjax.util.run_inference_algorithm(
+                key, sampler, num_samples, initial_state=state, transform=lambda s, i: (s.position, i)
+            )
+            return positions, info.acceptance_rate, info.num_integration_steps
+
+        return jax.vmap(one_chain)(keys, states)
+
+    return sample_chains(jax.random.split(key_sample, num_chains), initial_states)
+
+
+def report(name, samples, acceptance, num_gradients, seconds, target):
+    samples = np.asarray(samples, np.float64)
+    ess = np.asarray(blackjax.diagnostics.effective_sample_size(samples))
+    rhat = np.asarray(blackjax.diagnostics.potential_scale_reduction(samples))
+    mean = samples.mean((0, 1))
+    mcse = samples.reshape(-1, samples.shape[-1]).std(0, ddof=1) / np.sqrt(ess)
+    z = np.abs(mean - target.mean) / mcse
+    print(f"\n{name}  ({seconds:.1f} s including warmup and compilation)")
+    print(f"  acceptance rate          {float(np.mean(acceptance)):.3f}")
+    print(f"  gradients per draw       {float(np.mean(num_gradients)):.1f}")
+    num_draws = samples.shape[0] * samples.shape[1]
+    print(f"  ESS (min / median)       {ess.min():.0f} / {np.median(ess):.0f} of {num_draws}")
+    print(f"  ESS per gradient (min)   {ess.min() / float(np.sum(num_gradients)):.2e}")
+    print(f"  max R-hat                {rhat.max():.3f}")
+    print(f"  max |mean - ref| / MCSE  {z.max():.2f}")
+    reference_sd = np.sqrt(target.covariance[-1, -1])
+    print(f"  intercept: {mean[-1]:+.3f} (reference {target.mean[-1]:+.3f} ± {reference_sd:.3f})")
+
+
+def main(num_warmup: int = 500, num_samples: int = 1000, num_chains: int = 4, seed: int = 0) -> None:
+    target = german_credit()
+    initial_position = jnp.zeros(target.dim)
+    print(f"German credit logistic regression, d = {target.dim}; {num_chains} chains x {num_samples} draws")
+    for name, use_l2hmc in (("NUTS (window adaptation)", False), ("L2HMC (trained)", True)):
+        start = time.perf_counter()
+        samples, acceptance, num_gradients = pipeline(
+            jax.random.key(seed),
+            target.logdensity_fn,
+            initial_position,
+            use_l2hmc=use_l2hmc,
+            num_warmup=num_warmup,
+            num_chains=num_chains,
+            num_samples=num_samples,
+        )
+        jax.block_until_ready(samples)
+        report(name, samples, acceptance, num_gradients, time.perf_counter() - start, target)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-warmup", type=int, default=500, help="warmup (NUTS) / training (L2HMC) steps")
+    parser.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    parser.add_argument("--num-chains", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    main(args.num_warmup, args.num_samples, args.num_chains, args.seed)
