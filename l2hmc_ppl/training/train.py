@@ -233,7 +233,7 @@ def train(
         states = jax.device_put(states, chain_sharding)
     warm_info = None
     if warm_start:
-        dynamics, states, warm_info = eqx.filter_jit(run_warm_start)(
+        dynamics, states, warm_info = run_warm_start(
             key_warm,
             logdensity_fn,
             dynamics,

@@ -7,17 +7,20 @@ covariance from the chains. The dynamics then carry the affine preconditioner x 
 (L = diag(σ) or the Cholesky factor of the covariance), so that the learned leapfrog runs in roughly
 whitened coordinates; with zero heads this is exactly HMC with inverse mass matrix L Lᵀ.
 
-Schedule over ``num_steps`` transitions of all chains at once: 25% step-size adaptation with the
-identity preconditioner, 50% more adaptation while collecting the chains' positions, then the
-preconditioner is set from the pooled positions and the last 25% re-adapt the step size. The
+Schedule over ``num_steps`` transitions of all chains at once, in four equal phases: step-size
+adaptation with the identity preconditioner; more adaptation; more adaptation while collecting the
+chains' positions; then the preconditioner is set from the pooled positions and the last phase
+re-adapts the step size. The
 covariance estimate is regularised towards a small multiple of the identity, as in Stan.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
@@ -46,10 +49,16 @@ class WarmStartInfo(NamedTuple):
     acceptance_rate: Float[Array, " num_steps"]
 
 
-def _adapt_step_size(rng_key, states, logdensity_fn, dynamics, num_steps, target_acceptance_rate):
-    """Dual averaging on the chain-averaged acceptance; returns states, ε, positions, acceptances."""
+@eqx.filter_jit
+def _adapt_step_size(rng_key, states, logdensity_fn, dynamics, da_state, num_steps, target_acceptance_rate):
+    """Dual averaging on the chain-averaged acceptance, continuing from ``da_state``.
+
+    Compiled once per dynamics structure and number of steps: the warm start calls it for four
+    phases of equal length, so the kernel is compiled once (twice with a dense preconditioner).
+    Returns the states, the dual-averaging state, the chains' positions and the acceptances.
+    """
     kernel = build_kernel()
-    da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance_rate)
+    _, da_update, _ = dual_averaging_adaptation(target_acceptance_rate)
     num_chains = jax.tree_util.tree_leaves(states.position)[0].shape[0]
 
     def one_step(carry, key):
@@ -61,11 +70,10 @@ def _adapt_step_size(rng_key, states, logdensity_fn, dynamics, num_steps, target
         flat_positions = jax.vmap(lambda p: ravel_pytree(p)[0])(states.position)
         return (states, da_update(da_state, acceptance)), (flat_positions, acceptance)
 
-    initial = (states, da_init(dynamics.step_size))
     (states, da_state), (positions, acceptance) = jax.lax.scan(
-        one_step, initial, jax.random.split(rng_key, num_steps)
+        one_step, (states, da_state), jax.random.split(rng_key, num_steps)
     )
-    return states, da_final(da_state), positions, acceptance
+    return states, da_state, positions, acceptance
 
 
 def warm_start(
@@ -87,7 +95,7 @@ def warm_start(
             is exactly the tuned HMC), the adapted ε and the preconditioner. To continue training
             already trained dynamics, skip the warm start.
         states: batched chain states (leading chain axis), e.g. ``jax.vmap(init, (0, None))``.
-        num_steps: transitions of all chains (at least 8).
+        num_steps: transitions of all chains (at least 8; rounded down to a multiple of 4).
         dense_mass: estimate a dense covariance (Cholesky preconditioner) instead of a diagonal.
         target_acceptance_rate: the acceptance rate the step size aims for.
 
@@ -97,21 +105,24 @@ def warm_start(
     """
     if num_steps < 8:
         raise ValueError(f"the warm start needs at least 8 steps, got num_steps={num_steps}")
-    num_first = num_steps // 4
-    num_collect = num_steps // 2
-    num_last = num_steps - num_first - num_collect
-    key_first, key_collect, key_last = jax.random.split(rng_key, 3)
+    phase_length = num_steps // 4
+    key_first, key_collect_a, key_collect_b, key_last = jax.random.split(rng_key, 4)
+    da_init, _, da_final = dual_averaging_adaptation(target_acceptance_rate)
     hmc = dynamics.as_hmc_limit()
+    adapt = functools.partial(
+        _adapt_step_size,
+        logdensity_fn=logdensity_fn,
+        num_steps=phase_length,
+        target_acceptance_rate=target_acceptance_rate,
+    )
 
-    states, step_size, _, acceptance_first = _adapt_step_size(
-        key_first, states, logdensity_fn, hmc, num_first, target_acceptance_rate
-    )
-    hmc = hmc.with_step_size(step_size)
-    states, step_size, pooled, acceptance_collect = _adapt_step_size(
-        key_collect, states, logdensity_fn, hmc, num_collect, target_acceptance_rate
-    )
-    # Pool the second half of the collection window over all chains.
-    pooled = pooled[num_collect // 2 :].reshape(-1, dynamics.dim)
+    # Phase 1: step size only, identity metric. Phases 2-3: keep adapting and pool the positions
+    # of the last of them over all chains.
+    da_state = da_init(hmc.step_size)
+    states, da_state, _, acceptance_first = adapt(key_first, states, dynamics=hmc, da_state=da_state)
+    states, da_state, _, acceptance_a = adapt(key_collect_a, states, dynamics=hmc, da_state=da_state)
+    states, da_state, pooled, acceptance_b = adapt(key_collect_b, states, dynamics=hmc, da_state=da_state)
+    pooled = pooled.reshape(-1, dynamics.dim)
     num_pooled = pooled.shape[0]
     mean = pooled.mean(axis=0)
     shrink = num_pooled / (num_pooled + 5.0)  # Stan's regularisation towards 1e-3 · I
@@ -122,11 +133,10 @@ def warm_start(
     else:
         covariance = shrink * pooled.var(axis=0) + 1e-3 * (1.0 - shrink)
         scale = jnp.sqrt(covariance)
-    # The step size was tuned for the old metric; restart dual averaging from a neutral value.
-    hmc = hmc.with_preconditioner(mean, scale).with_step_size(1.0)
-    states, step_size, _, acceptance_last = _adapt_step_size(
-        key_last, states, logdensity_fn, hmc, num_last, target_acceptance_rate
-    )
+    # Phase 4: the step size was tuned for the old metric; restart dual averaging from ε = 1.
+    hmc = hmc.with_preconditioner(mean, scale)
+    states, da_state, _, acceptance_last = adapt(key_last, states, dynamics=hmc, da_state=da_init(1.0))
+    step_size = da_final(da_state)
     # Start training exactly at the tuned HMC: the heads' small random initialisation is not small
     # once ε and the metric are tuned (on a 25-d posterior it can cost half the acceptance rate).
     adapted = hmc.with_step_size(step_size)
@@ -134,6 +144,6 @@ def warm_start(
         step_size=step_size,
         mean=mean,
         covariance=covariance,
-        acceptance_rate=jnp.concatenate([acceptance_first, acceptance_collect, acceptance_last]),
+        acceptance_rate=jnp.concatenate([acceptance_first, acceptance_a, acceptance_b, acceptance_last]),
     )
     return adapted, states, info
