@@ -49,7 +49,8 @@ class L2HMCNetwork(eqx.Module):
     Args:
         dim: dimension of the target (size of each state input and of each output).
         hidden_size: width ``n_h`` of the trunk (10 for the paper's 2-d targets, 100 for the 50-d ICG).
-        num_hidden_layers: ReLU layers after the summed embedding (1 in the paper, 2 for the DLGM).
+        num_hidden_layers: ReLU layers after the summed embedding (1 in the paper, also for the DLGM's
+            2×200 trunk: the embedding layer plus one hidden layer).
         aux_size: size of an optional conditioning input, embedded and summed into the first layer.
         key: PRNG key for the initial weights.
         dtype: floating dtype of the weights (default: JAX's default float).
