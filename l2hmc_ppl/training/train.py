@@ -72,8 +72,8 @@ class TrainingHistory(NamedTuple):
     num_nonfinite_samples: Array
     final_state: L2HMCState
     warm_start: WarmStartInfo | None
-    final_esjd: float | None = None
-    initial_esjd: float | None = None
+    final_esjd: Float[Array, ""] | None = None
+    initial_esjd: Float[Array, ""] | None = None
 
     @property
     def num_skipped(self) -> int:
@@ -174,7 +174,9 @@ def train(
         target_acceptance_rate: the warm start's step-size target.
         chunk_size: iterations per compiled chunk (the host is contacted once per chunk).
         progress_bar: show a tqdm bar with loss, acceptance and step size.
-        max_consecutive_failures: stop with an error after this many skipped updates in a row.
+        max_consecutive_failures: stop with an error after this many skipped updates in a row
+            (checked on the host between chunks; not applied when ``train`` itself is traced,
+            e.g. vmapped over chains, where skipped updates still leave the weights finite).
         mesh: a 1-d ``jax.sharding.Mesh``; the chains are sharded over its devices.
         aux: conditioning input for dynamics built with ``aux_size`` (fixed during training).
         keep_best: at the end, compare the expected squared jump distance of the trained dynamics
@@ -367,11 +369,13 @@ def train(
     try:
         for index in range(num_chunks):
             carry, record = run_chunk(carry, jnp.asarray(index * chunk))
-            record = jax.device_get(record)
             records.append(record)
             done = min((index + 1) * chunk, num_steps)
-            last = done - index * chunk - 1
             bar.update(done - index * chunk)
+            if isinstance(record["loss"], jax.core.Tracer):
+                continue  # traced (train called under jit/vmap/pmap): no host-side reporting or stop rule
+            record = jax.device_get(record)
+            last = done - index * chunk - 1
             bar.set_postfix(
                 loss=f"{record['loss'][last]:.3g}",
                 accept=f"{record['acceptance_rate'][last]:.2f}",
@@ -396,19 +400,23 @@ def train(
     }
     final_esjd = initial_esjd = None
     if keep_best:
-        # Same proposals' randomness for both, on the final chains (target at T = final temperature).
+        # Same proposals' randomness for both, on the final chains (target at the final temperature).
         final_esjd, initial_esjd = (
-            float(_mean_esjd(key, logdensity_fn, states, candidate, aux, temperature_schedule(num_steps)))
+            _mean_esjd(key, logdensity_fn, states, candidate, aux, temperature_schedule(num_steps))
             for candidate in (trained, initial_dynamics)
         )
-        if initial_esjd > final_esjd:
+        use_initial = initial_esjd > final_esjd
+        # A `where` rather than a Python branch, so that `train` also works under jit/vmap/pmap.
+        trained = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(use_initial, old, new), trained, initial_dynamics
+        )
+        if not isinstance(use_initial, jax.core.Tracer) and bool(use_initial):
             warnings.warn(
-                f"the trained dynamics jump less (ESJD {final_esjd:.3g}) than the dynamics training "
-                f"started from ({initial_esjd:.3g}); returning the starting dynamics. Train longer, "
-                "lower the learning rate, or change loss_scale (λ²).",
+                f"the trained dynamics jump less (ESJD {float(final_esjd):.3g}) than the dynamics "
+                f"training started from ({float(initial_esjd):.3g}); returning the starting dynamics. "
+                "Train longer, lower the learning rate, or change loss_scale (λ²).",
                 stacklevel=2,
             )
-            trained = initial_dynamics
     history = TrainingHistory(
         **history_arrays,
         final_state=states,
