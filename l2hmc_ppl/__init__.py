@@ -25,12 +25,14 @@ from l2hmc_ppl.training import (
     train,
     warm_start,
 )
+from l2hmc_ppl.numpyro import L2HMCKernel  # noqa: E402  (after the core: it imports training)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "L2HMCDynamics",
     "L2HMCInfo",
+    "L2HMCKernel",
     "L2HMCNetwork",
     "L2HMCProposal",
     "L2HMCState",

@@ -1,0 +1,676 @@
+"""NumPyro adapter: ``MCMC(L2HMCKernel(model), ...)`` as a drop-in replacement for ``NUTS(model)``.
+
+The kernel is a `numpyro.infer.mcmc.MCMCKernel`. NumPyro's own machinery turns the model into a
+potential U(z) on the unconstrained space (``initialize_model``), maps the draws back to the
+constrained space and adds deterministic sites (``postprocess_fn``); the adapter converts the
+potential once, ``logdensity_fn(z) = −U(z)``, and runs the pure-JAX L2HMC kernel
+(`l2hmc_ppl.build_kernel`) on it.
+
+Warmup and sampling, per chain:
+
+1. ``init`` trains: it builds the dynamics for the dimension of the unconstrained space, draws
+   ``num_particles`` particles (the chain's initial point and ``init_strategy`` draws; the batch
+   size does not depend on ``num_chains``), and runs `l2hmc_ppl.train` on them: the warm start
+   (HMC with step-size and preconditioner adaptation), then Algorithm 1 of the paper for
+   ``num_training_steps`` iterations (default: ``num_warmup``). The chain starts at the first
+   trained particle. The training is one compiled program, compiled once for all chains.
+2. The ``num_warmup`` iterations of `numpyro.infer.MCMC` burn the chain in: the first half with the
+   HMC limit of the dynamics (zero networks, the trained ε and preconditioner), which is robust far
+   from the posterior, the second half with the trained, frozen dynamics; the ``num_samples``
+   iterations then draw with them.
+3. With ``dynamics=`` given there is no training: warmup only burns in.
+
+The dynamics live in the chain state (`L2HMCKernelState`), never in a closure, so every chain method
+of NumPyro works:
+
+- ``"sequential"``, and ``"parallel"`` on too few devices (which falls back to it), call ``init``
+  once per chain: the chains train one after the other (the training is compiled once);
+- ``"parallel"`` calls ``init`` under ``pmap``: each device trains its chain's dynamics;
+- ``"vectorized"`` calls ``init`` once with a batch of keys: the training is ``vmap``-ed over the
+  chains.
+
+In every case chain c trains its own dynamics on its own particles from its own key, so the chains
+stay independent (as NUTS adapts per chain) and the three methods draw the same chains for the same
+key, up to floating-point rounding. `get_dynamics` returns a chain's trained dynamics after a run.
+
+References:
+    D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
+    Networks*. ICLR 2018, arXiv:1711.09268.
+    D. Phan, N. Pradhan, M. Jankowiak. *Composable Effects for Flexible and Accelerated Probabilistic
+    Programming in NumPyro*. arXiv:1912.11554, 2019.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from numpyro import handlers
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.mcmc import MCMC, MCMCKernel
+from numpyro.infer.util import ParamInfo, initialize_model
+from numpyro.util import identity, is_prng_key
+
+from l2hmc_ppl.core.kernel import L2HMCState, build_kernel
+from l2hmc_ppl.core.kernel import init as init_chain_state
+from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
+from l2hmc_ppl.training.train import train
+
+__all__ = ["L2HMCKernel", "L2HMCKernelState", "TrainingSummary", "get_dynamics"]
+
+ArrayTree = Any
+
+
+class TrainingSummary(NamedTuple):
+    """What the training inside ``init`` recorded, per training iteration (empty without training).
+
+    Attributes:
+        loss: the L2HMC loss of each iteration.
+        acceptance_rate: mean acceptance probability of the persistent particles.
+        step_size: ε after each iteration.
+        final_loss: mean loss over the last 10% of the iterations (NaN without training).
+    """
+
+    loss: Float[Array, " num_training_steps"]
+    acceptance_rate: Float[Array, " num_training_steps"]
+    step_size: Float[Array, " num_training_steps"]
+    final_loss: Float[Array, ""]
+
+
+class L2HMCKernelState(NamedTuple):
+    """State of one chain of `L2HMCKernel` (fields follow NumPyro's ``HMCState`` where shared).
+
+    Attributes:
+        i: iteration counter (warmup iterations included).
+        z: the position in the unconstrained space (a dict of sites for a model, else the pytree of
+            ``init_params``).
+        potential_energy: U(z) = −log p(z).
+        z_grad: ∇U(z), same structure as ``z``.
+        energy: the Hamiltonian U(z) + ½|v|² after the last transition, with that transition's
+            momentum (for the energy diagnostics of ArviZ).
+        accept_prob: acceptance probability A of the last proposal.
+        mean_accept_prob: running mean of A, restarted when sampling starts (as in NumPyro's HMC).
+        diverging: whether the last proposal diverged (−log A above the threshold or not finite).
+        log_det_jacobian: log|det J| of the learned map of the last proposal.
+        num_steps: M, the number of learned leapfrog steps (gradient evaluations) per transition.
+        step_size: ε of the dynamics.
+        training: what the training in ``init`` recorded (`TrainingSummary`).
+        dynamics: the (trained, frozen) `l2hmc_ppl.L2HMCDynamics` this chain samples with.
+        rng_key: PRNG key of the chain.
+    """
+
+    i: Int[Array, ""]
+    z: ArrayTree
+    potential_energy: Float[Array, ""]
+    z_grad: ArrayTree
+    energy: Float[Array, ""]
+    accept_prob: Float[Array, ""]
+    mean_accept_prob: Float[Array, ""]
+    diverging: Bool[Array, ""]
+    log_det_jacobian: Float[Array, ""]
+    num_steps: Int[Array, ""]
+    step_size: Float[Array, ""]
+    training: TrainingSummary
+    dynamics: L2HMCDynamics
+    rng_key: PRNGKeyArray
+
+
+def _hashable(x):
+    # As in numpyro.infer.mcmc: arrays are keyed by identity (a cache hit needs the same objects).
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return id(x)
+    return x
+
+
+def _negate(tree):
+    return jax.tree_util.tree_map(jnp.negative, tree)
+
+
+class L2HMCKernel(MCMCKernel):
+    """L2HMC as a NumPyro MCMC kernel: learned, exactly reversible leapfrog dynamics.
+
+    Built from exactly one of ``model`` (a NumPyro program; constrained sites are sampled in the
+    unconstrained space and mapped back by ``postprocess_fn``) or ``potential_fn`` (U(z) = −log p(z)
+    on a pytree z; then ``init_params`` must be given to `MCMC.run`).
+
+    During warmup the sampler trains (see the module docstring): inside ``init`` each chain builds
+    its dynamics and runs `l2hmc_ppl.train` on ``num_particles`` particles; the ``num_warmup``
+    iterations then burn in (first half with the HMC limit of the dynamics, second half with the
+    trained dynamics); sampling uses the trained, frozen dynamics.
+
+    Args:
+        model: a NumPyro model (mutually exclusive with ``potential_fn``).
+        potential_fn: U(z), the negative log density of the target (mutually exclusive with
+            ``model``).
+        dynamics: ready `l2hmc_ppl.L2HMCDynamics` (e.g. trained by an earlier run, see
+            `get_dynamics`); then no training happens and warmup only burns in.
+        num_leapfrog_steps: M, learned leapfrog steps per transition (when ``dynamics`` is not given).
+        hidden_size: width of the networks; default ``min(100, max(10, 2·dim))``.
+        step_size: initial ε of new dynamics (the warm start adapts it).
+        num_particles: size of the training batch of persistent particles (per chain).
+        num_training_steps: iterations of Algorithm 1; default ``num_warmup``. 0 skips training.
+        num_warm_start_steps: HMC warm-start transitions before training; default
+            ``min(400, max(8, num_training_steps // 2))``.
+        learning_rate: Adam learning rate (ignored when ``optimizer`` is given).
+        optimizer: an Optax optimizer (default Adam with ``learning_rate``).
+        loss_scale: λ² of the loss (a scalar or a per-coordinate vector of the flat dimension).
+        burn_in_weight: λ_b, weight of the burn-in term of the loss.
+        initial_distribution: q of the burn-in term (see `l2hmc_ppl.train`).
+        temperature_schedule: annealing schedule for multimodal targets (see `l2hmc_ppl.train`).
+        max_grad_norm: clip the training gradients at this global norm.
+        warm_start: run the HMC warm start (step size and preconditioner) before training.
+        dense_mass: estimate a dense preconditioner in the warm start.
+        train_options: further keyword arguments for `l2hmc_ppl.train`.
+        training_progress_bar: show a progress bar during the training of a single or sequential
+            chain (it then runs eagerly and compiles once per chain; off by default, when the
+            per-chain init is compiled once and reused by all chains).
+        step_size_jitter: j in [0, 1): each sampling transition uses ε·u with u ~ U(1 − j, 1),
+            drawn independently of the state, which keeps every transition exact (a mixture of
+            p-invariant kernels). With a fixed ε and M, HMC-like samplers, and L2HMC trained on the
+            expected squared jump, resonate: on near-Gaussian posteriors they move x to about −x,
+            so that means mix fast but variances do not; the jitter breaks this. It only shortens
+            the step: trained networks can be unstable above the ε they were trained at. 0 gives
+            the paper's fixed-ε kernel. Training (inside ``train``) is not jittered.
+        divergence_threshold: a transition is divergent when −log A exceeds this value.
+        init_strategy: NumPyro init strategy, for the chain and the particles (models only).
+
+    Example:
+        >>> from numpyro.infer import MCMC
+        >>> mcmc = MCMC(L2HMCKernel(model), num_warmup=500, num_samples=1000, num_chains=4)
+        >>> mcmc.run(jax.random.key(0), data)
+        >>> mcmc.print_summary()
+        >>> dynamics = get_dynamics(mcmc)  # reuse: L2HMCKernel(model, dynamics=dynamics)
+
+    References:
+        D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
+        Networks*. ICLR 2018, arXiv:1711.09268.
+    """
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable | None = None,
+        *,
+        dynamics: L2HMCDynamics | None = None,
+        num_leapfrog_steps: int = 10,
+        hidden_size: int | None = None,
+        step_size: float = 0.1,
+        num_particles: int = 64,
+        num_training_steps: int | None = None,
+        num_warm_start_steps: int | None = None,
+        learning_rate: float = 1e-3,
+        optimizer=None,
+        loss_scale=0.1,
+        burn_in_weight: float = 0.0,
+        initial_distribution=None,
+        temperature_schedule=None,
+        max_grad_norm: float | None = None,
+        warm_start: bool = True,
+        dense_mass: bool = False,
+        train_options: dict | None = None,
+        training_progress_bar: bool = False,
+        step_size_jitter: float = 0.5,
+        divergence_threshold: float = 1000.0,
+        init_strategy: Callable = init_to_uniform,
+    ):
+        if (model is None) == (potential_fn is None):
+            raise ValueError("Only one of `model` or `potential_fn` must be specified.")
+        if dynamics is not None and not isinstance(dynamics, L2HMCDynamics):
+            raise TypeError(f"dynamics must be an L2HMCDynamics, got {type(dynamics).__name__}")
+        if not (isinstance(num_particles, int) and num_particles >= 2):
+            raise ValueError(f"num_particles must be an integer >= 2, got {num_particles!r}")
+        if num_training_steps is not None and not (
+            isinstance(num_training_steps, int) and num_training_steps >= 0
+        ):
+            raise ValueError(f"num_training_steps must be a non-negative integer, got {num_training_steps!r}")
+        self._model = model
+        self._potential_fn = potential_fn
+        self._dynamics = dynamics
+        self._num_leapfrog_steps = num_leapfrog_steps
+        self._hidden_size = hidden_size
+        self._step_size = step_size
+        self._num_particles = num_particles
+        self._num_training_steps = num_training_steps
+        self._num_warm_start_steps = num_warm_start_steps
+        self._train_options = dict(
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            loss_scale=loss_scale,
+            burn_in_weight=burn_in_weight,
+            initial_distribution=initial_distribution,
+            temperature_schedule=temperature_schedule,
+            max_grad_norm=max_grad_norm,
+            warm_start=warm_start,
+            dense_mass=dense_mass,
+            **(train_options or {}),
+        )
+        self._training_progress_bar = training_progress_bar
+        if not 0.0 <= step_size_jitter < 1.0:
+            raise ValueError(f"step_size_jitter must be in [0, 1), got {step_size_jitter!r}")
+        self._step_size_jitter = step_size_jitter
+        self._divergence_threshold = divergence_threshold
+        self._init_strategy = init_strategy
+        self._num_warmup = 0
+        self._initialized = False
+        # Built from the model on the first init (or lazily after unpickling); dropped on pickling.
+        self._potential_fn_gen = None
+        self._postprocess_fn_gen = None
+        self._init_cache: dict = {}
+
+    # ----------------------------------------------------------------------------------------
+    # MCMCKernel interface
+    @property
+    def model(self) -> Callable | None:
+        """The NumPyro model, or ``None`` for a kernel built from ``potential_fn``."""
+        return self._model
+
+    @property
+    def sample_field(self) -> str:
+        """The state field holding the (unconstrained) draw."""
+        return "z"
+
+    @property
+    def default_fields(self) -> tuple[str, ...]:
+        """Fields collected by default: the draw and the divergence flag (for ``print_summary``)."""
+        return ("z", "diverging")
+
+    @property
+    def _sample_fn(self):
+        # NumPyro's MCMC calls ``init`` again before a resumed run when this is None; the kernel
+        # holds no compiled closure, so once initialised (also after unpickling) it is not needed.
+        return self.sample if self._initialized else None
+
+    def get_diagnostics_str(self, state: L2HMCKernelState) -> str:
+        """Progress-bar text: mean acceptance, step size, and the training loss during warmup."""
+        text = f"acc. prob={float(state.mean_accept_prob):.2f}, step size={float(state.step_size):.2e}"
+        final_loss = float(state.training.final_loss)
+        if int(state.i) < self._num_warmup and math.isfinite(final_loss):
+            text += f", train loss={final_loss:.3g}"
+        return text
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        """Map unconstrained draws to the constrained space and add deterministic sites."""
+        if self._model is None:
+            return identity
+        self._ensure_model_fns(model_args, model_kwargs)
+        return self._postprocess_fn_gen(*model_args, **(model_kwargs or {}))
+
+    def get_potential_fn(self, model_args=(), model_kwargs=None) -> Callable:
+        """U(z) = −log p(z) on the unconstrained space for the given model arguments."""
+        if self._model is None:
+            return self._potential_fn
+        self._ensure_model_fns(model_args, model_kwargs)
+        return self._potential_fn_gen(*model_args, **(model_kwargs or {}))
+
+    def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
+        """Initialise the chain(s): build the dynamics and, unless they were given, train them.
+
+        Args:
+            rng_key: one key (one chain) or a batch of keys (``chain_method="vectorized"``).
+            num_warmup: warmup iterations; the default number of training iterations.
+            init_params: initial unconstrained position(s); a leading chain axis when vectorized.
+            model_args: positional arguments of the model.
+            model_kwargs: keyword arguments of the model.
+
+        Returns:
+            `L2HMCKernelState` (with a leading chain axis when vectorized).
+        """
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        self._num_warmup = num_warmup
+        vectorized = not is_prng_key(rng_key)
+        if vectorized:
+            rng_key, key_init_model, key_particles = jnp.swapaxes(
+                jax.vmap(lambda k: jax.random.split(k, 3))(rng_key), 0, 1
+            )
+            num_chains = rng_key.shape[0]
+        else:
+            rng_key, key_init_model, key_particles = jax.random.split(rng_key, 3)
+            num_chains = None
+
+        if self._model is not None:
+            model_info = self._initialize(key_init_model, model_args, model_kwargs)
+            if init_params is None:
+                init_params = model_info.param_info.z
+        elif init_params is None:
+            raise ValueError("Valid value of `init_params` must be provided with `potential_fn`.")
+        if isinstance(init_params, ParamInfo):
+            init_params = init_params.z
+        init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
+
+        potential_fn = self.get_potential_fn(model_args, model_kwargs)
+        num_training_steps = self._resolve_num_training_steps(num_warmup)
+        particles = None
+        if num_training_steps > 0:
+            particles = self._initial_particles(
+                key_particles, init_params, num_chains, potential_fn, model_args, model_kwargs
+            )
+        progress_bar = bool(self._training_progress_bar) and not vectorized and not _under_transform(rng_key)
+        init_fn = self._get_init_fn(potential_fn, num_training_steps, progress_bar, model_args, model_kwargs)
+        if vectorized:
+            state = jax.vmap(init_fn)(rng_key, init_params, particles)
+        else:
+            state = init_fn(rng_key, init_params, particles)
+        self._initialized = True
+        return state
+
+    def sample(self, state: L2HMCKernelState, model_args, model_kwargs) -> L2HMCKernelState:
+        """One L2HMC transition with the chain's frozen dynamics (vectorized over a chain axis).
+
+        Args:
+            state: the current state (with a leading chain axis when vectorized).
+            model_args: positional arguments of the model.
+            model_kwargs: keyword arguments of the model.
+
+        Returns:
+            The next `L2HMCKernelState`.
+        """
+        potential_fn = self.get_potential_fn(model_args, model_kwargs)
+        if jnp.ndim(state.i) == 0:
+            return self._transition(state, potential_fn)
+        return jax.vmap(lambda s: self._transition(s, potential_fn))(state)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        # Drop the closures built from the model; they are rebuilt on demand after unpickling.
+        state["_potential_fn_gen"] = None
+        state["_postprocess_fn_gen"] = None
+        state["_init_cache"] = {}
+        return state
+
+    # ----------------------------------------------------------------------------------------
+    # Internals
+    def _initialize(self, rng_key, model_args, model_kwargs):
+        """``initialize_model`` (at a batch of keys or one key); keeps the potential and postprocess."""
+        _check_no_discrete_latents(self._model, model_args, model_kwargs)
+        model_info = initialize_model(
+            rng_key,
+            self._model,
+            dynamic_args=True,
+            init_strategy=self._init_strategy,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+        )
+        self._potential_fn_gen = model_info.potential_fn
+        self._postprocess_fn_gen = model_info.postprocess_fn
+        return model_info
+
+    def _ensure_model_fns(self, model_args, model_kwargs):
+        if self._potential_fn_gen is None:
+            self._initialize(jax.random.key(0), model_args, model_kwargs or {})
+
+    def _resolve_num_training_steps(self, num_warmup: int) -> int:
+        if self._dynamics is not None:
+            return 0
+        steps = num_warmup if self._num_training_steps is None else self._num_training_steps
+        if steps == 0:
+            warnings.warn(
+                "L2HMCKernel: no training (num_warmup=0 and num_training_steps unset); the dynamics "
+                "stay at their untrained HMC limit with step size "
+                f"{self._step_size}. Give num_warmup > 0 or a trained `dynamics=`.",
+                stacklevel=3,
+            )
+        return steps
+
+    def _initial_particles(self, rng_key, init_params, num_chains, potential_fn, model_args, model_kwargs):
+        """Training particles per chain: the chain's initial point, then ``num_particles − 1`` more.
+
+        For a model they are drawn by ``init_strategy``; for a ``potential_fn`` they are the initial
+        point plus a uniform jitter in (−2, 2) per coordinate (the width of ``init_to_uniform``),
+        falling back to the initial point where the potential is not finite.
+        """
+        num_other = self._num_particles - 1
+        batch = 1 if num_chains is None else num_chains
+        keys = rng_key[None] if num_chains is None else rng_key
+        if self._model is not None:
+            draw_keys = jax.vmap(lambda k: jax.random.split(k, num_other))(keys).reshape(-1, *keys.shape[1:])
+            drawn = initialize_model(
+                draw_keys,
+                self._model,
+                dynamic_args=True,
+                init_strategy=self._init_strategy,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+            ).param_info.z
+            others = jax.tree_util.tree_map(lambda x: x.reshape(batch, num_other, *x.shape[1:]), drawn)
+        else:
+
+            def jitter(key, z):
+                flat, unravel = ravel_pytree(z)
+                noise = jax.random.uniform(key, (num_other, flat.size), flat.dtype, -2.0, 2.0)
+                candidates = flat + noise
+                finite = jax.vmap(lambda x: jnp.isfinite(potential_fn(unravel(x))))(candidates)
+                candidates = jnp.where(finite[:, None], candidates, flat)
+                return jax.vmap(unravel)(candidates)
+
+            chain_init = (
+                init_params
+                if num_chains is not None
+                else jax.tree_util.tree_map(lambda x: x[None], init_params)
+            )
+            others = jax.vmap(jitter)(keys, chain_init)
+        chain_init = (
+            init_params if num_chains is not None else jax.tree_util.tree_map(lambda x: x[None], init_params)
+        )
+        particles = jax.tree_util.tree_map(
+            lambda first, rest: jnp.concatenate([first[:, None].astype(rest.dtype), rest], axis=1),
+            chain_init,
+            others,
+        )
+        if num_chains is None:
+            particles = jax.tree_util.tree_map(lambda x: x[0], particles)
+        return particles
+
+    def _get_init_fn(self, potential_fn, num_training_steps, progress_bar, model_args, model_kwargs):
+        """The per-chain init (training included), jitted and cached per model arguments.
+
+        Sequential chains then compile the training once; under ``vmap``/``pmap`` it is traced as
+        part of NumPyro's program. With a training progress bar it runs eagerly (the bar needs the
+        host between chunks), and compiles once per chain.
+        """
+        try:
+            key = (
+                num_training_steps,
+                progress_bar,
+                jax.tree_util.tree_map(_hashable, tuple(model_args)),
+                jax.tree_util.tree_map(_hashable, tuple(sorted(model_kwargs.items()))),
+            )
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in self._init_cache:
+            return self._init_cache[key]
+
+        def logdensity_fn(z):
+            return -potential_fn(z)
+
+        def init_fn(rng_key, position, particles):
+            return self._init_one_chain(
+                rng_key, position, particles, logdensity_fn, num_training_steps, progress_bar
+            )
+
+        if not progress_bar:
+            init_fn = jax.jit(init_fn)
+        if key is not None and not _under_transform(model_args, model_kwargs):
+            self._init_cache[key] = init_fn
+        return init_fn
+
+    def _build_dynamics(self, rng_key, position) -> L2HMCDynamics:
+        flat, _ = ravel_pytree(position)
+        dim = flat.size
+        if self._dynamics is not None:
+            if self._dynamics.dim != dim:
+                raise ValueError(
+                    f"the given dynamics were built for dim={self._dynamics.dim}, but the model has "
+                    f"{dim} unconstrained coordinates"
+                )
+            return self._dynamics
+        hidden_size = self._hidden_size or min(100, max(10, 2 * dim))
+        return L2HMCDynamics(
+            dim,
+            num_leapfrog_steps=self._num_leapfrog_steps,
+            hidden_size=hidden_size,
+            step_size=self._step_size,
+            key=rng_key,
+            dtype=flat.dtype,
+        )
+
+    def _init_one_chain(self, rng_key, position, particles, logdensity_fn, num_training_steps, progress_bar):
+        key_chain, key_dynamics, key_train = jax.random.split(rng_key, 3)
+        dynamics = self._build_dynamics(key_dynamics, position)
+        dtype = ravel_pytree(position)[0].dtype
+        if num_training_steps > 0:
+            dynamics, training, position = self._train(
+                key_train, logdensity_fn, dynamics, particles, num_training_steps, progress_bar
+            )
+        else:
+            empty = jnp.zeros((0,), dtype)
+            training = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype))
+        chain = init_chain_state(position, logdensity_fn)
+        zero = jnp.zeros((), dtype)
+        return L2HMCKernelState(
+            i=jnp.asarray(0),
+            z=chain.position,
+            potential_energy=-chain.logdensity,
+            z_grad=_negate(chain.logdensity_grad),
+            energy=-chain.logdensity,
+            accept_prob=zero,
+            mean_accept_prob=zero,
+            diverging=jnp.asarray(False),
+            log_det_jacobian=zero,
+            num_steps=jnp.asarray(dynamics.num_leapfrog_steps, jnp.int32),
+            step_size=dynamics.step_size.astype(dtype),
+            training=training,
+            dynamics=dynamics,
+            rng_key=key_chain,
+        )
+
+    def _train(self, rng_key, logdensity_fn, dynamics, particles, num_training_steps, progress_bar):
+        """Warm start + Algorithm 1 on the particles; returns (dynamics, summary, chain start)."""
+        options = {k: v for k, v in self._train_options.items() if v is not None}
+        num_warm_start = self._num_warm_start_steps
+        if num_warm_start is None:
+            num_warm_start = min(400, max(8, num_training_steps // 2))
+        if options.get("warm_start", True):
+            options["num_warm_start_steps"] = num_warm_start
+        dynamics, history = train(
+            rng_key,
+            logdensity_fn,
+            dynamics,
+            particles,
+            num_steps=num_training_steps,
+            progress_bar=progress_bar,
+            **options,
+        )
+        num_tail = max(1, num_training_steps // 10)
+        loss = jnp.asarray(history.loss)
+        summary = TrainingSummary(
+            loss=loss,
+            acceptance_rate=jnp.asarray(history.acceptance_rate),
+            step_size=jnp.asarray(history.step_size),
+            final_loss=jnp.nanmean(loss[-num_tail:]),
+        )
+        start = jax.tree_util.tree_map(lambda x: x[0], history.final_state.position)
+        return dynamics, summary, start
+
+    def _transition(self, state: L2HMCKernelState, potential_fn) -> L2HMCKernelState:
+        def logdensity_fn(z):
+            return -potential_fn(z)
+
+        rng_key, key_jitter, key_transition = jax.random.split(state.rng_key, 3)
+        chain = L2HMCState(state.z, -state.potential_energy, _negate(state.z_grad))
+        dynamics = state.dynamics
+        # The first half of warmup burns in with the HMC limit (zero networks: HMC with the trained ε
+        # and preconditioner). Networks trained near the posterior can be useless far from it, and a
+        # chain started by init_strategy (always the case with given dynamics) may start far out.
+        hmc_limit = dynamics.as_hmc_limit()
+        use_hmc_limit = state.i < self._num_warmup // 2
+        dynamics = jax.tree_util.tree_map(
+            lambda hmc, learned: jnp.where(use_hmc_limit, hmc, learned), hmc_limit, dynamics
+        )
+        if self._step_size_jitter:
+            jitter = self._step_size_jitter
+            factor = jax.random.uniform(key_jitter, (), dynamics.log_step_size.dtype, 1 - jitter, 1)
+            dynamics = dynamics.with_step_size(dynamics.step_size * factor)
+        new, info = build_kernel(self._divergence_threshold)(key_transition, chain, logdensity_fn, dynamics)
+        itr = state.i + 1
+        count = jnp.where(state.i < self._num_warmup, itr, itr - self._num_warmup)
+        accept_prob = info.acceptance_rate
+        mean_accept_prob = state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / count
+        initial_energy = info.energy - info.energy_change
+        energy = jnp.where(info.is_accepted, info.energy, initial_energy)
+        return state._replace(
+            i=itr,
+            z=new.position,
+            potential_energy=-new.logdensity,
+            z_grad=_negate(new.logdensity_grad),
+            energy=energy.astype(state.energy.dtype),
+            accept_prob=accept_prob.astype(state.accept_prob.dtype),
+            mean_accept_prob=mean_accept_prob.astype(state.mean_accept_prob.dtype),
+            diverging=info.is_divergent,
+            log_det_jacobian=info.log_det_jacobian.astype(state.log_det_jacobian.dtype),
+            rng_key=rng_key,
+        )
+
+
+def _under_transform(*trees) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
+
+
+def _check_no_discrete_latents(model, model_args, model_kwargs) -> None:
+    """Raise a clear error for discrete latent sites (before NumPyro tries to enumerate them)."""
+    with handlers.block(), handlers.trace() as model_trace, handlers.seed(rng_seed=0):
+        model(*model_args, **model_kwargs)
+    discrete = [
+        name
+        for name, site in model_trace.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and site["fn"].support.is_discrete
+        and site["infer"].get("enumerate") != "parallel"
+    ]
+    if discrete:
+        raise ValueError(
+            f"L2HMCKernel samples continuous latent variables only, but the model has the discrete "
+            f"latent site(s) {discrete}. Marginalise them out (e.g. with a mixture distribution, or "
+            "mark them infer={'enumerate': 'parallel'} with funsor installed), or use a kernel for "
+            "discrete sites (numpyro.infer.MixedHMC, DiscreteHMCGibbs)."
+        )
+
+
+def get_dynamics(source: MCMC | L2HMCKernelState, chain: int = 0) -> L2HMCDynamics:
+    """The trained dynamics of one chain after a run (to save, reuse, or use in BlackJAX).
+
+    Args:
+        source: an `numpyro.infer.MCMC` that ran an `L2HMCKernel` (its last state,
+            or else its post-warmup state, is used) or an `L2HMCKernelState`.
+        chain: which chain's dynamics to return when there are several.
+
+    Returns:
+        The `l2hmc_ppl.L2HMCDynamics` of that chain. Pass them to
+        ``L2HMCKernel(model, dynamics=...)`` to sample without training, or to
+        `l2hmc_ppl.build_kernel` with the flattened unconstrained position
+        (``jax.flatten_util.ravel_pytree`` of a draw of ``z``).
+    """
+    state = source
+    if isinstance(source, MCMC):
+        state = source.last_state if source.last_state is not None else source.post_warmup_state
+        if state is None:
+            raise ValueError("the MCMC object has not run yet")
+    if not isinstance(state, L2HMCKernelState):
+        raise TypeError(f"expected an MCMC run with L2HMCKernel or an L2HMCKernelState, got {type(state)}")
+    dynamics = state.dynamics
+    if jnp.ndim(state.i) == 0:
+        if chain != 0:
+            raise IndexError(f"the state holds one chain, asked for chain {chain}")
+        return dynamics
+    num_chains = jnp.shape(state.i)[0]
+    if not -num_chains <= chain < num_chains:
+        raise IndexError(f"chain {chain} out of range for {num_chains} chains")
+    return jax.tree_util.tree_map(lambda x: x[chain], dynamics)

@@ -1,0 +1,497 @@
+"""Tests of the NumPyro adapter: ``MCMC(L2HMCKernel(model))`` on real NumPyro programs.
+
+Statistical checks compare posterior moments with a reference (closed form, the German credit
+reference file, or a NUTS run in the same test) within Z Monte Carlo standard errors, sd/√ESS with
+NumPyro's multi-chain ESS, never a hand-picked tolerance; every checked quantity also needs an ESS
+floor, so that a stuck chain fails as "did not mix". Trainings are compiled once per module and
+shared: the other tests reuse the trained dynamics (``dynamics=``), which skips training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import arviz as az
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from jax.flatten_util import ravel_pytree
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC, NUTS, Predictive
+
+import l2hmc_ppl
+from l2hmc_ppl import L2HMCDynamics
+from l2hmc_ppl.numpyro import L2HMCKernel, L2HMCKernelState, get_dynamics
+from l2hmc_ppl.targets import resolve_german_credit_dir
+from l2hmc_ppl.training import load, save
+from tests.helpers import Z_THRESHOLD
+
+#: A quantity with fewer effective draws than this "did not mix" (its MCSE is not trustworthy).
+MIN_ESS = 100.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# ------------------------------------------------------------------------------------------------
+# Models (module level, so that MCMC objects pickle)
+
+EIGHT_SCHOOLS_Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+EIGHT_SCHOOLS_SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+def eight_schools(sigma, y=None):
+    """Non-centred eight schools (Rubin 1981; Gelman et al., BDA3 §5.5)."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("schools", sigma.shape[0]):
+        theta_raw = numpyro.sample("theta_raw", dist.Normal(0.0, 1.0))
+        theta = numpyro.deterministic("theta", mu + tau * theta_raw)
+        numpyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+
+
+SCALE_PRIOR = 1.5
+DIRICHLET_PRIOR = np.array([1.0, 2.0, 3.0])
+CATEGORY_COUNTS = np.array([3.0, 0.0, 5.0])
+
+
+def constrained_model(counts):
+    """A HalfNormal scale (prior only) and a Dirichlet simplex with multinomial counts (conjugate)."""
+    scale = numpyro.sample("scale", dist.HalfNormal(SCALE_PRIOR))
+    numpyro.deterministic("variance", scale**2)
+    probs = numpyro.sample("probs", dist.Dirichlet(jnp.asarray(DIRICHLET_PRIOR)))
+    numpyro.factor("counts", jnp.sum(counts * jnp.log(probs)))
+
+
+def discrete_model():
+    component = numpyro.sample("component", dist.Bernoulli(0.3))
+    numpyro.sample("x", dist.Normal(component, 1.0))
+
+
+def logistic_regression(features, labels=None):
+    """Bayesian logistic regression: N(0, 1) prior on weights and bias, Bernoulli-logit likelihood."""
+    weights = numpyro.sample("weights", dist.Normal(0.0, 1.0).expand([features.shape[1]]).to_event(1))
+    bias = numpyro.sample("bias", dist.Normal(0.0, 1.0))
+    numpyro.sample("obs", dist.Bernoulli(logits=features @ weights + bias), obs=labels)
+
+
+# A target on a pytree {"a": (2,), "b": ()}, given as a potential: a correlated Gaussian pair and an
+# independent, skewed Gumbel(0, 1) scalar (mean: Euler's γ, variance π²/6).
+POTENTIAL_MEAN = {"a": np.array([1.0, -2.0]), "b": np.array(np.euler_gamma)}
+POTENTIAL_VAR = {"a": np.array([4.0, 0.25 + 0.25 * 4.0]), "b": np.array(np.pi**2 / 6)}
+
+
+def pytree_potential(z):
+    a = z["a"] - POTENTIAL_MEAN["a"]
+    # a₀ ~ N(0, 4), a₁ | a₀ ~ N(a₀/2, 1/4)
+    return 0.5 * (a[0] ** 2 / 4.0 + (a[1] - 0.5 * a[0]) ** 2 / 0.25) + z["b"] + jnp.exp(-z["b"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Moment checks with Monte Carlo standard errors
+
+
+def _mean_and_mcse(draws):
+    """Mean over (chain, draw) and its MCSE sd/√ESS, per scalar; also the ESS."""
+    draws = np.asarray(draws, np.float64)
+    ess = np.asarray(effective_sample_size(draws))
+    flat = draws.reshape(-1, *draws.shape[2:])
+    return flat.mean(0), flat.std(0, ddof=1) / np.sqrt(ess), ess
+
+
+def assert_moments_match_truth(draws, true_mean, true_variance, name):
+    """Mean and variance of ``draws`` (chains, samples, ...) within Z MCSE of the truth."""
+    mean, mean_mcse, mean_ess = _mean_and_mcse(draws)
+    squared, squared_mcse, squared_ess = _mean_and_mcse((np.asarray(draws) - true_mean) ** 2)
+    assert np.min(mean_ess) > MIN_ESS, f"{name}: did not mix (mean ESS {np.min(mean_ess):.0f})"
+    assert np.min(squared_ess) > MIN_ESS, f"{name}: did not mix (variance ESS {np.min(squared_ess):.0f})"
+    mean_z = (mean - true_mean) / mean_mcse
+    var_z = (squared - true_variance) / squared_mcse
+    assert np.max(np.abs(mean_z)) < Z_THRESHOLD, f"{name}: mean z-scores {mean_z}"
+    assert np.max(np.abs(var_z)) < Z_THRESHOLD, f"{name}: variance z-scores {var_z}"
+
+
+def assert_same_moments(draws, reference_draws, name):
+    """First and second moments of two runs agree within Z combined MCSE."""
+    for power in (1, 2):
+        mean, mcse, ess = _mean_and_mcse(np.asarray(draws) ** power)
+        ref_mean, ref_mcse, ref_ess = _mean_and_mcse(np.asarray(reference_draws) ** power)
+        assert np.min(ess) > MIN_ESS, f"{name}: did not mix (ESS {np.min(ess):.0f} for moment {power})"
+        assert np.min(ref_ess) > MIN_ESS, f"{name}: reference did not mix"
+        z = (mean - ref_mean) / np.sqrt(mcse**2 + ref_mcse**2)
+        assert np.max(np.abs(z)) < Z_THRESHOLD, f"{name}: moment {power} z-scores {z}"
+
+
+def _tree_equal(a, b) -> bool:
+    return all(
+        bool(jnp.array_equal(x, y))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared (compiled once) runs
+
+EXTRA_FIELDS = ("accept_prob", "log_det_jacobian", "num_steps", "energy", "potential_energy", "step_size")
+
+
+@pytest.fixture(scope="module")
+def eight_schools_run():
+    """Trained L2HMC on eight schools: two sequential chains (one compilation of the training)."""
+    kernel = L2HMCKernel(eight_schools, num_particles=32)
+    mcmc = MCMC(
+        kernel, num_warmup=200, num_samples=1000, num_chains=2, chain_method="sequential", progress_bar=False
+    )
+    mcmc.warmup(jax.random.key(0), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+    mcmc.run(jax.random.key(1), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y, extra_fields=EXTRA_FIELDS)
+    return mcmc
+
+
+@pytest.fixture(scope="module")
+def trained_dynamics(eight_schools_run):
+    return get_dynamics(eight_schools_run, chain=1)
+
+
+def test_eight_schools_matches_nuts(eight_schools_run):
+    nuts = MCMC(
+        NUTS(eight_schools),
+        num_warmup=1000,
+        num_samples=4000,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    nuts.run(jax.random.key(2), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+    reference = nuts.get_samples(group_by_chain=True)
+    samples = eight_schools_run.get_samples(group_by_chain=True)
+    for site in ("mu", "tau", "theta_raw", "theta"):
+        assert_same_moments(samples[site], reference[site], site)
+
+
+def test_training_happened_per_chain_and_sampling_is_frozen(eight_schools_run):
+    state = eight_schools_run.last_state
+    assert isinstance(state, L2HMCKernelState)
+    assert state.training.loss.shape == (2, 200)
+    assert np.all(np.isfinite(state.training.loss))
+    # Each chain trained its own dynamics (own key, own particles) ...
+    first, second = get_dynamics(eight_schools_run, 0), get_dynamics(eight_schools_run, 1)
+    assert not _tree_equal(first.position_net, second.position_net)
+    # ... and sampling did not change them: the post-warmup dynamics are the final ones.
+    post_warmup = eight_schools_run.post_warmup_state.dynamics
+    assert _tree_equal(post_warmup, state.dynamics)
+    # The trained heads moved away from the HMC limit.
+    assert not _tree_equal(second.position_net, second.as_hmc_limit().position_net)
+    step_sizes = eight_schools_run.get_extra_fields(group_by_chain=True)["step_size"]
+    assert np.all(step_sizes == step_sizes[:, :1])
+
+
+def test_fields_and_print_summary(eight_schools_run):
+    fields = eight_schools_run.get_extra_fields(group_by_chain=True)
+    assert set(fields) == {"diverging", *EXTRA_FIELDS}
+    assert fields["diverging"].dtype == bool and fields["diverging"].shape == (2, 1000)
+    assert np.all((fields["accept_prob"] >= 0) & (fields["accept_prob"] <= 1))
+    assert np.all(np.isfinite(fields["log_det_jacobian"]))
+    assert np.all(fields["num_steps"] == 10)
+    assert 0.2 < float(np.mean(fields["accept_prob"])) <= 1.0
+    output = io.StringIO()
+    with redirect_stdout(output):
+        eight_schools_run.print_summary()
+    text = output.getvalue()
+    assert "Number of divergences" in text and "theta_raw[7]" in text and "r_hat" in text
+    assert "theta[" not in text  # deterministic sites are excluded, as with NUTS
+
+
+def test_diagnostics_string(eight_schools_run):
+    state = jax.tree_util.tree_map(lambda x: x[0], eight_schools_run.last_state)
+    kernel = eight_schools_run.sampler
+    sampling = kernel.get_diagnostics_str(state)
+    assert "acc. prob=" in sampling and "step size=" in sampling and "train loss" not in sampling
+    warming_up = kernel.get_diagnostics_str(state._replace(i=jnp.asarray(3)))
+    assert "train loss=" in warming_up
+
+
+def test_predictive_and_deterministic_sites(eight_schools_run):
+    samples = eight_schools_run.get_samples()
+    theta = samples["mu"][:, None] + samples["tau"][:, None] * samples["theta_raw"]
+    np.testing.assert_allclose(samples["theta"], theta, rtol=1e-12, atol=1e-12)
+    assert np.all(samples["tau"] > 0)
+    predictive = Predictive(eight_schools, samples)(jax.random.key(3), EIGHT_SCHOOLS_SIGMA)
+    assert predictive["obs"].shape == (2000, 8)
+    # Posterior predictive draws are theta + N(0, sigma²): check the mean of obs − theta is 0.
+    residual = (predictive["obs"] - samples["theta"]) / EIGHT_SCHOOLS_SIGMA
+    assert np.max(np.abs(residual.mean(0) * np.sqrt(residual.shape[0]))) < Z_THRESHOLD
+
+
+def test_arviz_from_numpyro(eight_schools_run):
+    data = az.from_numpyro(eight_schools_run)
+    assert set(data.posterior.data_vars) >= {"mu", "tau", "theta_raw", "theta"}
+    assert data.posterior["theta_raw"].shape == (2, 1000, 8)
+    assert {"diverging", "acceptance_rate", "lp", "energy"} <= set(data.sample_stats.data_vars)
+    assert "obs" in data.log_likelihood
+    summary = az.summary(data, var_names=["mu", "tau"])
+    assert np.all(summary["r_hat"] < 1.05)
+
+
+def test_pickle_and_resume_without_retraining(eight_schools_run, monkeypatch):
+    restored = pickle.loads(pickle.dumps(eight_schools_run))
+    for site, values in eight_schools_run.get_samples().items():
+        np.testing.assert_array_equal(restored.get_samples()[site], values)
+    kernel = restored.sampler
+    assert kernel._potential_fn_gen is None  # the model closures were dropped
+
+    def fail(*args, **kwargs):
+        raise AssertionError("resuming must not call init (it would train again)")
+
+    monkeypatch.setattr(kernel, "init", fail)
+    restored.post_warmup_state = restored.last_state
+    restored.run(jax.random.key(4), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+    new = restored.get_samples(group_by_chain=True)
+    assert new["theta"].shape == (2, 1000, 8)  # postprocess_fn rebuilt from the model
+    assert np.all(np.asarray(restored.last_state.i) == 200 + 1000 + 1000)
+    assert _tree_equal(restored.last_state.dynamics, eight_schools_run.last_state.dynamics)
+    old = eight_schools_run.get_samples(group_by_chain=True)
+    assert not np.array_equal(new["mu"], old["mu"])
+    # The continuation samples the same posterior.
+    assert_same_moments(new["theta_raw"], old["theta_raw"], "resumed theta_raw")
+
+
+def test_chain_methods_agree_with_given_dynamics(trained_dynamics):
+    """With ``dynamics=`` there is no training; every chain method draws the same chains."""
+    draws = {}
+    for chain_method in ("sequential", "vectorized"):
+        kernel = L2HMCKernel(eight_schools, dynamics=trained_dynamics)
+        mcmc = MCMC(
+            kernel, num_warmup=20, num_samples=50, num_chains=2, chain_method=chain_method, progress_bar=False
+        )
+        mcmc.run(jax.random.key(5), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+        draws[chain_method] = mcmc.get_samples(group_by_chain=True)
+        assert mcmc.last_state.training.loss.shape == (2, 0)  # no training
+        assert _tree_equal(get_dynamics(mcmc, 1), trained_dynamics)
+    for site, values in draws["sequential"].items():
+        np.testing.assert_allclose(draws["vectorized"][site], values, rtol=1e-9, atol=1e-9)
+
+
+def test_parallel_falls_back_to_sequential_on_one_device(trained_dynamics):
+    if jax.local_device_count() > 1:
+        pytest.skip("more than one device")
+    with pytest.warns(UserWarning, match="not enough devices"):
+        mcmc = MCMC(
+            L2HMCKernel(eight_schools, dynamics=trained_dynamics), num_warmup=1, num_samples=2, num_chains=2
+        )
+    assert mcmc.chain_method == "sequential"
+
+
+def test_single_chain_and_reuse_of_saved_dynamics(trained_dynamics, tmp_path):
+    path = tmp_path / "eight_schools.eqx"
+    save(path, trained_dynamics)
+    loaded = load(path)
+    runs = []
+    for dynamics in (trained_dynamics, loaded):
+        mcmc = MCMC(
+            L2HMCKernel(eight_schools, dynamics=dynamics), num_warmup=50, num_samples=100, progress_bar=False
+        )
+        mcmc.run(jax.random.key(6), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+        runs.append(mcmc.get_samples(group_by_chain=True))
+        assert mcmc.get_samples(group_by_chain=True)["mu"].shape == (1, 100)
+        assert jnp.ndim(mcmc.last_state.i) == 0 and int(mcmc.last_state.i) == 150
+    for site, values in runs[0].items():
+        np.testing.assert_array_equal(runs[1][site], values)
+
+
+def test_first_half_of_warmup_burns_in_with_the_hmc_limit(trained_dynamics):
+    """Zero networks (log|det J| = 0 exactly) for the first half of warmup, trained ones after."""
+    mcmc = MCMC(
+        L2HMCKernel(eight_schools, dynamics=trained_dynamics),
+        num_warmup=20,
+        num_samples=1,
+        progress_bar=False,
+    )
+    mcmc.warmup(
+        jax.random.key(12),
+        EIGHT_SCHOOLS_SIGMA,
+        y=EIGHT_SCHOOLS_Y,
+        collect_warmup=True,
+        extra_fields=("log_det_jacobian",),
+    )
+    log_det = mcmc.get_extra_fields()["log_det_jacobian"]
+    assert np.all(log_det[:10] == 0.0) and np.all(log_det[10:] != 0.0)
+
+
+def test_dynamics_in_the_core_kernel(eight_schools_run, trained_dynamics):
+    """The trained dynamics work in the pure-JAX (BlackJAX-style) kernel on the flattened position."""
+    kernel = eight_schools_run.sampler
+    potential_fn = kernel.get_potential_fn((EIGHT_SCHOOLS_SIGMA,), {"y": EIGHT_SCHOOLS_Y})
+    last = jax.tree_util.tree_map(lambda x: x[1], eight_schools_run.last_state)
+    flat, unravel = ravel_pytree(last.z)
+
+    def logdensity_fn(x):
+        return -potential_fn(unravel(x))
+
+    state = l2hmc_ppl.init(flat, logdensity_fn)
+    np.testing.assert_allclose(state.logdensity, -last.potential_energy, rtol=1e-12)
+    step = jax.jit(l2hmc_ppl.build_kernel(), static_argnums=2)
+    _, info = step(jax.random.key(7), state, logdensity_fn, trained_dynamics)
+    assert 0.0 <= float(info.acceptance_rate) <= 1.0
+
+
+def test_constrained_sites():
+    """HalfNormal scale and Dirichlet simplex: the draws are mapped back to their supports and match
+    the closed-form posterior (the scale keeps its prior; the simplex is Dirichlet(α + counts))."""
+    dynamics = L2HMCDynamics(3, num_leapfrog_steps=5, key=jax.random.key(8)).with_step_size(0.3)
+    mcmc = MCMC(
+        L2HMCKernel(constrained_model, dynamics=dynamics),
+        num_warmup=300,
+        num_samples=3000,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(9), CATEGORY_COUNTS, extra_fields=("z.probs",))
+    samples = mcmc.get_samples(group_by_chain=True)
+    assert np.all(samples["scale"] > 0)
+    np.testing.assert_allclose(samples["probs"].sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(samples["variance"], samples["scale"] ** 2, rtol=1e-12)
+    unconstrained = mcmc.get_extra_fields(group_by_chain=True)["z.probs"]
+    assert unconstrained.shape == (2, 3000, 2)  # stick-breaking: K − 1 coordinates
+    half_normal_mean = SCALE_PRIOR * np.sqrt(2 / np.pi)
+    half_normal_var = SCALE_PRIOR**2 * (1 - 2 / np.pi)
+    assert_moments_match_truth(samples["scale"], half_normal_mean, half_normal_var, "HalfNormal scale")
+    alpha = DIRICHLET_PRIOR + CATEGORY_COUNTS
+    total = alpha.sum()
+    dirichlet_mean = alpha / total
+    dirichlet_var = alpha * (total - alpha) / (total**2 * (total + 1))
+    assert_moments_match_truth(samples["probs"], dirichlet_mean, dirichlet_var, "Dirichlet simplex")
+
+
+def test_potential_fn_pytree_with_training():
+    """A ``potential_fn`` on a pytree, trained in vectorized chains, against the closed form."""
+    kernel = L2HMCKernel(potential_fn=pytree_potential, num_particles=32, num_leapfrog_steps=5)
+    mcmc = MCMC(
+        kernel, num_warmup=150, num_samples=2000, num_chains=2, chain_method="vectorized", progress_bar=False
+    )
+    init_params = {"a": jnp.zeros((2, 2)), "b": jnp.zeros(2)}
+    mcmc.run(jax.random.key(10), init_params=init_params)
+    samples = mcmc.get_samples(group_by_chain=True)
+    assert mcmc.last_state.training.loss.shape == (2, 150)
+    assert samples["a"].shape == (2, 2000, 2) and samples["b"].shape == (2, 2000)
+    for site in ("a", "b"):
+        assert_moments_match_truth(samples[site], POTENTIAL_MEAN[site], POTENTIAL_VAR[site], site)
+
+
+def _german_credit_data():
+    folder = resolve_german_credit_dir()
+    features = np.load(folder / "features.npy").astype(np.float64)
+    labels = np.load(folder / "labels.npy").astype(np.float64).reshape(-1)
+    features = (features - features.mean(0)) / features.std(0)
+    with open(folder / "reference_moments.json") as file:
+        reference = json.load(file)
+    return features, labels, np.asarray(reference["mean"]), np.asarray(reference["std"])
+
+
+def test_german_credit_against_reference_moments():
+    features, labels, mean, std = _german_credit_data()
+    mcmc = MCMC(
+        L2HMCKernel(logistic_regression, num_particles=32),
+        num_warmup=200,
+        num_samples=1000,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(11), features, labels)
+    samples = mcmc.get_samples(group_by_chain=True)
+    # The reference lists the 24 weights, then the bias.
+    assert_moments_match_truth(samples["weights"], mean[:24], std[:24] ** 2, "weights")
+    assert_moments_match_truth(samples["bias"], mean[24], std[24] ** 2, "bias")
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Only one of"):
+        L2HMCKernel()
+    with pytest.raises(ValueError, match="Only one of"):
+        L2HMCKernel(eight_schools, potential_fn=pytree_potential)
+    with pytest.raises(TypeError, match="L2HMCDynamics"):
+        L2HMCKernel(eight_schools, dynamics="trained")
+    with pytest.raises(ValueError, match="num_particles"):
+        L2HMCKernel(eight_schools, num_particles=1)
+    with pytest.raises(ValueError, match="init_params"):
+        MCMC(L2HMCKernel(potential_fn=pytree_potential), num_warmup=1, num_samples=1).run(jax.random.key(0))
+
+
+def test_discrete_latent_sites_are_refused():
+    kernel = L2HMCKernel(discrete_model, dynamics=L2HMCDynamics(1, key=jax.random.key(0)))
+    with pytest.raises(ValueError, match="discrete latent site.*component"):
+        MCMC(kernel, num_warmup=1, num_samples=1, progress_bar=False).run(jax.random.key(0))
+
+
+def test_dynamics_of_the_wrong_dimension_are_refused():
+    kernel = L2HMCKernel(eight_schools, dynamics=L2HMCDynamics(3, key=jax.random.key(0)))
+    with pytest.raises(ValueError, match="dim=3.*10 unconstrained"):
+        MCMC(kernel, num_warmup=1, num_samples=1, progress_bar=False).run(
+            jax.random.key(0), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y
+        )
+
+
+def test_get_dynamics_errors(eight_schools_run):
+    with pytest.raises(IndexError):
+        get_dynamics(eight_schools_run, chain=2)
+    with pytest.raises(ValueError, match="not run"):
+        get_dynamics(MCMC(NUTS(eight_schools), num_warmup=1, num_samples=1))
+    with pytest.raises(TypeError):
+        get_dynamics(eqx.nn.Identity())
+
+
+# ------------------------------------------------------------------------------------------------
+# Several devices: pmap, in a fresh process (XLA_FLAGS must be set before JAX starts)
+
+_PARALLEL_SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    assert jax.local_device_count() == 2, jax.devices()
+    from numpyro.infer import MCMC
+    from l2hmc_ppl.numpyro import L2HMCKernel, get_dynamics
+    from tests.test_numpyro import pytree_potential
+
+    draws = {}
+    for chain_method in ("parallel", "sequential"):
+        kernel = L2HMCKernel(potential_fn=pytree_potential, num_particles=16, num_leapfrog_steps=5)
+        mcmc = MCMC(kernel, num_warmup=50, num_samples=100, num_chains=2, chain_method=chain_method,
+                    progress_bar=False)
+        mcmc.run(jax.random.key(0), init_params={"a": jnp.zeros((2, 2)), "b": jnp.zeros(2)})
+        assert mcmc.chain_method == chain_method
+        assert mcmc.last_state.training.loss.shape == (2, 50)
+        draws[chain_method] = mcmc.get_samples(group_by_chain=True)
+        get_dynamics(mcmc, chain=1)
+    for site in ("a", "b"):
+        np.testing.assert_allclose(draws["parallel"][site], draws["sequential"][site], rtol=1e-8, atol=1e-8)
+    print("OK")
+    """
+)
+
+
+@pytest.mark.slow
+def test_parallel_chains_on_two_devices():
+    """Training inside ``pmap`` gives the same chains as training the chains one after the other."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", _PARALLEL_SCRIPT],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().endswith("OK")
