@@ -15,6 +15,7 @@ from l2hmc_ppl.core import (
     propose,
 )
 from l2hmc_ppl.dynamics import L2HMCDynamics, L2HMCNetwork
+from l2hmc_ppl.numpyro import L2HMCKernel
 from l2hmc_ppl.training import (
     TrainingHistory,
     default_optimizer,
@@ -25,7 +26,6 @@ from l2hmc_ppl.training import (
     train,
     warm_start,
 )
-from l2hmc_ppl.numpyro import L2HMCKernel  # noqa: E402  (after the core: it imports training)
 
 __version__ = "0.1.0"
 
