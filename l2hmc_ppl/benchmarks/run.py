@@ -1,0 +1,375 @@
+"""Run the head-to-head benchmark: ``python -m l2hmc_ppl.benchmarks [--targets ...] [--quick] [--out DIR]``.
+
+For each target: train L2HMC with the paper's settings and with the tuned configuration (warm start,
+per-target M), then evaluate every sampler with the paper's protocol (the same exact draws as
+starting points, the same number of measured transitions): the two L2HMC samplers, HMC with the
+paper's M and the best ε of a grid, NumPyro NUTS with diagonal and with dense mass adaptation, and
+BlackJAX ChEES-HMC. Writes ``results.md`` (tables), ``results.json`` (everything, including the
+autocorrelation curves and the HMC grid) and the figures ``bench_*.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from l2hmc_ppl.benchmarks.config import (
+    DEFAULT_TARGETS,
+    PAPER_RESULTS,
+    QUICK_TARGETS,
+    BenchmarkSettings,
+    L2HMCConfig,
+    get_target_config,
+    quick_settings,
+)
+from l2hmc_ppl.benchmarks.metrics import evaluate_run
+from l2hmc_ppl.benchmarks.report import write_figures, write_markdown
+from l2hmc_ppl.benchmarks.samplers import (
+    SamplerRun,
+    sample_chees,
+    sample_hmc,
+    sample_l2hmc,
+    sample_nuts,
+    train_l2hmc,
+)
+from l2hmc_ppl.targets import TARGET_NAMES, Target, get_target
+
+__all__ = ["SAMPLERS", "machine_info", "main", "run_benchmark"]
+
+#: Sampler keys, in table order.
+SAMPLERS: tuple[str, ...] = (
+    "l2hmc_paper",
+    "l2hmc_tuned",
+    "hmc_warm",
+    "hmc",
+    "nuts_diag",
+    "nuts_dense",
+    "chees",
+)
+
+
+def _log(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine and software a run used (CPU, cores, devices, versions, load)."""
+    import blackjax
+    import numpyro
+
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jax_backend": jax.default_backend(),
+        "devices": [str(device) for device in jax.devices()],
+        "numpyro": numpyro.__version__,
+        "blackjax": blackjax.__version__,
+        "x64": bool(jax.config.jax_enable_x64),
+        "load_average": list(os.getloadavg()),
+        "uptime": _uptime(),
+    }
+
+
+def _training_summary(history, config: L2HMCConfig, timing) -> dict[str, Any]:
+    tail = slice(-min(100, history.loss.shape[0]), None)
+    summary = {
+        "config": dataclasses.asdict(config),
+        "describe": config.describe(),
+        "timing": timing.as_dict(),
+        "iterations_per_second": config.num_train_steps / timing.wall,
+        "final_loss": float(np.mean(history.loss[tail])),
+        "final_acceptance_rate": float(np.mean(history.acceptance_rate[tail])),
+        "final_step_size": float(history.step_size[-1]),
+        "num_skipped": history.num_skipped,
+        "loss_curve": np.asarray(history.loss).tolist()[:: max(1, history.loss.shape[0] // 250)],
+    }
+    if history.warm_start is not None:
+        summary["warm_start_step_size"] = float(history.warm_start.step_size)
+    return summary
+
+
+def _benchmark_target(
+    name: str,
+    settings: BenchmarkSettings,
+    rng_key,
+    samplers: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All samplers on one target; returns the JSON-ready results and the draws kept for figures."""
+    target: Target = get_target(name)
+    config = get_target_config(name)
+    key_draws, key_paper, key_tuned, key_hmc, key_nuts_diag, key_nuts_dense, key_chees = jax.random.split(
+        rng_key, 7
+    )
+    initial_positions = target.sample(key_draws, settings.num_chains)
+    num_steps = settings.num_eval_steps
+    metrics: dict[str, Any] = {}
+    kept: dict[str, np.ndarray] = {}
+
+    def record(key: str, run: SamplerRun, **extra) -> None:
+        metrics[key] = evaluate_run(run, target, max_lag_gradients=settings.max_lag_gradients) | extra
+        if target.dim == 2:
+            kept[key] = run.samples
+        m = metrics[key]
+        _log(
+            f"  {name}/{key}: ESS/step {m['ess_per_step']:.4g}, ESS/grad {m['ess_per_gradient']:.4g}, "
+            f"bulk ESS/step {m['bulk_ess_per_step']:.4g}, grads/step {m['gradients_per_step']:.3g}, "
+            f"accept {m['acceptance_rate']:.2f}, adapt {run.adaptation.wall:.1f}s, "
+            f"sample {run.sampling.wall:.1f}s"
+        )
+
+    for label, key in (("paper", key_paper), ("tuned", key_tuned)):
+        sampler = f"l2hmc_{label}"
+        if sampler not in samplers:
+            continue
+        l2hmc_config = settings.apply(getattr(config, label))
+        _log(f"{name}: training L2HMC ({label}: {l2hmc_config.describe()})")
+        key_train, key_sample = jax.random.split(key)
+        dynamics, history, timing = train_l2hmc(key_train, target, l2hmc_config, settings.num_chains)
+        run = sample_l2hmc(key_sample, target, dynamics, initial_positions, num_steps)
+        run.adaptation = timing
+        record(sampler, run, training=_training_summary(history, l2hmc_config, timing))
+        if label == "tuned" and "hmc_warm" in samplers and history.warm_start is not None:
+            # What the learned heads add: the same sampler with S = Q = T = 0 and the warm start's ε
+            # (its adaptation is the warm start inside the tuned training above).
+            warm = dynamics.as_hmc_limit().with_step_size(history.warm_start.step_size)
+            run = sample_l2hmc(key_sample, target, warm, initial_positions, num_steps)
+            record("hmc_warm", run)
+
+    if "hmc" in samplers:
+        num_leapfrog_steps = config.paper.num_leapfrog_steps
+        step_sizes = settings.step_sizes(config.hmc_step_sizes)
+        _log(f"{name}: HMC, M={num_leapfrog_steps}, ε grid {step_sizes}")
+        runs = sample_hmc(
+            key_hmc,
+            target,
+            initial_positions,
+            num_steps,
+            num_leapfrog_steps=num_leapfrog_steps,
+            step_sizes=step_sizes,
+        )
+        grid = []
+        for run in runs:
+            ess = evaluate_run(run, target, max_lag_gradients=1)["ess_per_step"]
+            grid.append(
+                {
+                    "step_size": run.details["step_size"],
+                    "ess_per_step": ess,
+                    "acceptance_rate": run.acceptance_rate,
+                }
+            )
+        scores = [g["ess_per_step"] if np.isfinite(g["ess_per_step"]) else -1.0 for g in grid]
+        best = int(np.argmax(scores))
+        best_run = runs[best]
+        # The grid search is HMC's tuning: its cost (all but the chosen run) is its adaptation time.
+        for index, run in enumerate(runs):
+            if index != best:
+                best_run.adaptation = best_run.adaptation + run.sampling
+        record("hmc", best_run, grid=grid, best_is_grid_edge=best in (0, len(runs) - 1))
+        del runs
+
+    for sampler, dense, key in (("nuts_diag", False, key_nuts_diag), ("nuts_dense", True, key_nuts_dense)):
+        if sampler not in samplers:
+            continue
+        _log(f"{name}: NUTS ({'dense' if dense else 'diagonal'} mass), {settings.num_nuts_warmup} warm-up")
+        run = sample_nuts(
+            key, target, initial_positions, num_steps, dense_mass=dense, num_warmup=settings.num_nuts_warmup
+        )
+        record(sampler, run)
+
+    if "chees" in samplers:
+        _log(f"{name}: ChEES-HMC, {settings.num_chees_warmup} adaptation steps")
+        run = sample_chees(
+            key_chees, target, initial_positions, num_steps, num_warmup=settings.num_chees_warmup
+        )
+        record("chees", run)
+
+    paper = PAPER_RESULTS.get(name)
+    result = {
+        "description": target.description,
+        "dim": target.dim,
+        "paper": None if paper is None else dataclasses.asdict(paper),
+        "samplers": metrics,
+    }
+    if target.dim == 2:
+        kept["_exact"] = np.asarray(target.sample(jax.random.fold_in(key_draws, 1), 4000), np.float32)
+    return result, kept
+
+
+def run_benchmark(
+    out_dir: str | os.PathLike,
+    *,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    settings: BenchmarkSettings | None = None,
+    samplers: Sequence[str] = SAMPLERS,
+    seed: int = 0,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and write ``results.md``, ``results.json`` and ``bench_*.png`` to ``out_dir``.
+
+    Args:
+        out_dir: output folder (created if needed).
+        targets: target names (see :func:`l2hmc_ppl.benchmarks.config.get_target_config`).
+        settings: run sizes; default :class:`BenchmarkSettings` (the paper's protocol).
+        samplers: a subset of :data:`SAMPLERS`.
+        seed: base seed; target ``name`` uses ``fold_in(key(seed), index of name)``, so a target's
+            numbers do not depend on which other targets run.
+        command: the command line, recorded in the outputs.
+
+    Returns:
+        The results (the content of ``results.json``).
+    """
+    settings = BenchmarkSettings() if settings is None else settings
+    unknown = [s for s in samplers if s not in SAMPLERS]
+    if unknown:
+        raise ValueError(f"unknown samplers {unknown}; choose from {', '.join(SAMPLERS)}")
+    for name in targets:
+        get_target_config(name)  # fail early on an unknown target
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "command": command,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "settings": dataclasses.asdict(settings),
+        "seed": seed,
+        "samplers": list(samplers),
+        "targets": {},
+    }
+    kept_samples: dict[str, dict[str, np.ndarray]] = {}
+    base_key = jax.random.key(seed)
+    for name in targets:
+        load_before = list(os.getloadavg())
+        target_started = time.perf_counter()
+        _log(f"== {name} (load average {load_before[0]:.2f})")
+        key = jax.random.fold_in(base_key, TARGET_NAMES.index(name))
+        result, kept = _benchmark_target(name, settings, key, samplers)
+        result["wall_seconds"] = time.perf_counter() - target_started
+        result["load_average_before"] = load_before
+        result["load_average_after"] = list(os.getloadavg())
+        results["targets"][name] = result
+        kept_samples[name] = kept
+        _log(f"== {name} done in {result['wall_seconds']:.0f}s")
+        # Partial results survive an interrupted run.
+        _write_json(out_dir / "results.json", results)
+    results["total_wall_seconds"] = time.perf_counter() - started
+    results["machine"]["load_average_end"] = list(os.getloadavg())
+    results["machine"]["uptime_end"] = _uptime()
+    _write_json(out_dir / "results.json", results)
+    write_markdown(results, out_dir / "results.md")
+    write_figures(results, kept_samples, out_dir)
+    _log(f"wrote {out_dir}/results.md, results.json and figures in {results['total_wall_seconds']:.0f}s")
+    return results
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def _write_json(path: Path, results: dict[str, Any]) -> None:
+    def clean(value):
+        if isinstance(value, float) and not np.isfinite(value):
+            return None  # JSON has no NaN / inf
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    path.write_text(json.dumps(clean(results), indent=1, default=_json_default))
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m l2hmc_ppl.benchmarks",
+        description="L2HMC against HMC, NUTS and ChEES-HMC with the paper's protocol (ESS per MH step "
+        "and per gradient evaluation).",
+    )
+    parser.add_argument(
+        "--targets",
+        default=None,
+        help=f"comma-separated targets (default: {','.join(DEFAULT_TARGETS)}; with --quick: "
+        f"{','.join(QUICK_TARGETS)})",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny runs, results not meaningful")
+    parser.add_argument(
+        "--out", default="benchmark_results", help="output folder (default: benchmark_results)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    parser.add_argument(
+        "--samplers", default=",".join(SAMPLERS), help=f"comma-separated subset of {','.join(SAMPLERS)}"
+    )
+    parser.add_argument("--num-chains", type=int, default=None, help="chains per sampler (default: 200)")
+    parser.add_argument(
+        "--num-eval-steps", type=int, default=None, help="measured transitions per chain (default: 2000)"
+    )
+    parser.add_argument(
+        "--max-train-steps", type=int, default=None, help="cap on L2HMC training iterations (default: none)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status.
+
+    Example:
+        >>> main(["--quick", "--out", "/tmp/bench"])
+    """
+    args = _parse_args(argv)
+    settings = quick_settings() if args.quick else BenchmarkSettings()
+    overrides = {
+        "num_chains": args.num_chains,
+        "num_eval_steps": args.num_eval_steps,
+        "max_train_steps": args.max_train_steps,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if args.targets:
+        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    else:
+        targets = QUICK_TARGETS if args.quick else DEFAULT_TARGETS
+    samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
+    argv_list = sys.argv[1:] if argv is None else list(argv)
+    command = shlex.join(["python", "-m", "l2hmc_ppl.benchmarks", *argv_list])
+    run_benchmark(
+        args.out, targets=targets, settings=settings, samplers=samplers, seed=args.seed, command=command
+    )
+    return 0
