@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 
 import l2hmc_ppl
-import l2hmc_ppl.core.kernel as kernel_module
 from l2hmc_ppl import dlgm
 from l2hmc_ppl.training.loss import esjd_loss
 from tests.helpers import Z_THRESHOLD, max_abs_z, randomize_heads
+from tests.test_invariance import _mutant_dropped_log_det
 
 NUM_DRAWS = 2**16
 LATENT, OBSERVED, NOISE_SD = 3, 5, 0.7
@@ -91,15 +91,6 @@ def test_conditional_kernel_keeps_the_posterior(num_steps):
     print(f"{num_steps} conditional L2HMC step(s): max |z| = {z:.2f}, acceptance {float(acceptance):.2f}")
     assert 0.05 < float(acceptance) < 0.99  # the proposals move and are sometimes rejected
     assert z < Z_THRESHOLD
-
-
-def _mutant_dropped_log_det(monkeypatch):
-    original = kernel_module.learned_leapfrog
-
-    def without_log_det(*args, **kwargs):
-        return original(*args, **kwargs)._replace(log_det_jacobian=jnp.zeros(()))
-
-    monkeypatch.setattr(kernel_module, "learned_leapfrog", without_log_det)
 
 
 def _mutant_aux_follows_the_chain(monkeypatch):
