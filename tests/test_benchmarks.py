@@ -1,11 +1,13 @@
 """The benchmark command: ``--quick`` end to end (a smoke test), the tables, the figures, the metrics."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -126,7 +128,7 @@ def test_second_moment_ess_exposes_an_antithetic_chain():
 
 def test_independent_draws_have_ess_near_one():
     target = get_target("mog")
-    samples = np.asarray(target.sample(__import__("jax").random.key(0), 300 * 64)).reshape(300, 64, 2)
+    samples = np.asarray(target.sample(jax.random.key(0), 300 * 64)).reshape(300, 64, 2)
     metrics = evaluate_run(_fake_run(samples, 2.0), target, max_lag_gradients=20)
     assert metrics["ess_per_step"] > 0.8
     assert metrics["second_moment_ess_per_step"] > 0.8
@@ -155,9 +157,7 @@ def test_settings_caps_and_grid():
         get_target_config("banana")
 
 
-def _synthetic_results(tmp_path):
-    import jax
-
+def _synthetic_results():
     settings = BenchmarkSettings(num_chains=8, num_eval_steps=50, max_lag_gradients=100)
     results = {
         "command": "test",
@@ -174,7 +174,7 @@ def _synthetic_results(tmp_path):
             "x64": False,
             "load_average": [1.0, 1.0, 1.0],
         },
-        "settings": __import__("dataclasses").asdict(settings),
+        "settings": dataclasses.asdict(settings),
         "seed": 0,
         "targets": {},
     }
@@ -211,7 +211,7 @@ def _synthetic_results(tmp_path):
 
 
 def test_tables_and_figures_from_synthetic_results(tmp_path):
-    results, kept = _synthetic_results(tmp_path)
+    results, kept = _synthetic_results()
     tables = _check_tables(markdown_tables(results))
     assert len(tables) == 6  # ESS, two ratio tables, modes, HMC grid, training
     assert len(tables[0]) == 1 + 2 * len(SAMPLERS)
@@ -220,3 +220,33 @@ def test_tables_and_figures_from_synthetic_results(tmp_path):
     paths = write_figures(results, kept, tmp_path)
     assert {p.name for p in paths} == {"bench_autocorrelation.png", "bench_traces.png", "bench_samples.png"}
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_mode_statistics_counts_core_visits_only():
+    from l2hmc_ppl.benchmarks.metrics import mode_statistics
+
+    modes = np.array([[5.0, 0.0], [-5.0, 0.0]])
+    steps = np.zeros((6, 3, 2))
+    steps[:, 0, 0] = [5, 4, -0.5, 3, 5, 5]  # strays past the midpoint: not a visit of (−5, 0)
+    steps[:, 1, 0] = [5, 0, -5, 0, 5, -5]  # three switches
+    steps[:, 2, 0] = [-5, -5, -5, -5, -5, -5]
+    stats = mode_statistics(steps, modes)
+    assert stats["core_radius"] == pytest.approx(2.5)
+    assert stats["chains_visiting_all_modes"] == 1
+    assert stats["chains_switching"] == 1
+    assert stats["mean_switches_per_chain"] == pytest.approx(1.0)
+    assert stats["min_switches_per_chain"] == 0
+
+
+def test_report_only_rebuilds_from_saved_results(tmp_path):
+    from l2hmc_ppl.benchmarks.run import _write_json, _write_samples, rebuild_report
+
+    results, kept = _synthetic_results()
+    results["samplers"] = list(SAMPLERS)
+    del results["targets"]["mog"]["samplers"]["hmc"]["modes"]
+    _write_json(tmp_path / "results.json", results)
+    _write_samples(tmp_path / "samples.npz", kept)
+    rebuilt = rebuild_report(tmp_path)
+    assert "modes" in rebuilt["targets"]["mog"]["samplers"]["hmc"]
+    _check_tables((tmp_path / "results.md").read_text())
+    assert (tmp_path / "bench_traces.png").stat().st_size > 0

@@ -152,7 +152,7 @@ def markdown_tables(results: dict[str, Any]) -> str:
                         "—" if paper is None else format_number(_ratio(m["ess_per_step"], paper["l2hmc"]))
                     )
                 rows.append(row)
-        header = ["target", "sampler", metric.replace("_", " ")]
+        header = ["target", "sampler", "ESS/grad" if metric == "ess_per_gradient" else "min ESS/grad"]
         header += [f"× {SAMPLER_LABELS[b]}" for b in _BASELINES]
         if metric == "ess_per_gradient":
             header.append("× paper L2HMC (ESS/step)")
@@ -169,13 +169,17 @@ def markdown_tables(results: dict[str, Any]) -> str:
                         name,
                         SAMPLER_LABELS[key],
                         f"{modes['chains_visiting_all_modes']} / {m['num_chains']}",
+                        str(modes.get("chains_switching", "—")),
                         format_number(modes["mean_switches_per_chain"]),
                         str(modes["min_switches_per_chain"]),
                     ]
                 )
     if rows:
-        out.append("\n\n### Mode mixing\n")
-        header = ["target", "sampler", "chains visiting all modes", "mode switches per chain", "fewest"]
+        out.append(
+            "\n\n### Mode mixing (visits of the mode cores: radius = ¼ of the distance between modes)\n"
+        )
+        header = ["target", "sampler", "chains visiting all modes", "chains switching"]
+        header += ["switches per chain", "fewest"]
         out.append(_table(header, rows))
 
     rows = []
@@ -257,6 +261,11 @@ def write_markdown(results: dict[str, Any], path: str | Path) -> None:
         f"measured transitions; NUTS {settings['num_nuts_warmup']} warm-up, ChEES "
         f"{settings['num_chees_warmup']} adaptation steps; seed {results['seed']}"
         + (" (**--quick: not meaningful**)" if settings["quick"] else ""),
+    ]
+    resumed = [name for name, target in results["targets"].items() if target.get("resumed")]
+    if resumed:
+        lines.append(f"- reused from an earlier, interrupted run (`--resume`): {', '.join(resumed)}")
+    lines += [
         "",
         markdown_tables(results),
     ]
@@ -278,6 +287,16 @@ def _density_grid(target, samples: np.ndarray, num: int = 160):
     logdensity = np.asarray(jax.vmap(target.logdensity_fn)(jnp.asarray(grid, jnp.float32)))
     density = np.exp(logdensity - np.nanmax(logdensity)).reshape(num, num)
     return xs, ys, density, (low, high)
+
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """Save ``fig`` as a PNG with a 256-colour palette (scatter plots shrink several-fold)."""
+    from PIL import Image  # a dependency of matplotlib
+
+    fig.savefig(path, dpi=dpi)
+    with Image.open(path) as image:
+        quantized = image.convert("RGB").quantize(colors=256)
+    quantized.save(path, optimize=True)
 
 
 def write_figures(
@@ -325,7 +344,7 @@ def write_figures(
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / "bench_autocorrelation.png"
-        fig.savefig(path, dpi=110)
+        _save(fig, path, dpi=110)
         plt.close(fig)
         paths.append(path)
 
@@ -362,7 +381,7 @@ def write_figures(
                 trace_ax.set_ylabel("x₁")
         fig.tight_layout()
         path = out_dir / "bench_traces.png"
-        fig.savefig(path, dpi=100)
+        _save(fig, path, dpi=80)
         plt.close(fig)
         paths.append(path)
 
@@ -396,7 +415,7 @@ def write_figures(
                     ax.set_ylabel(name)
         fig.tight_layout()
         path = out_dir / "bench_samples.png"
-        fig.savefig(path, dpi=100)
+        _save(fig, path, dpi=80)
         plt.close(fig)
         paths.append(path)
     return paths

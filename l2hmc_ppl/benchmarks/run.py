@@ -36,7 +36,7 @@ from l2hmc_ppl.benchmarks.config import (
     get_target_config,
     quick_settings,
 )
-from l2hmc_ppl.benchmarks.metrics import evaluate_run
+from l2hmc_ppl.benchmarks.metrics import evaluate_run, mode_statistics
 from l2hmc_ppl.benchmarks.report import write_figures, write_markdown
 from l2hmc_ppl.benchmarks.samplers import (
     SamplerRun,
@@ -48,7 +48,7 @@ from l2hmc_ppl.benchmarks.samplers import (
 )
 from l2hmc_ppl.targets import TARGET_NAMES, Target, get_target
 
-__all__ = ["SAMPLERS", "machine_info", "main", "run_benchmark"]
+__all__ = ["SAMPLERS", "machine_info", "main", "rebuild_report", "run_benchmark"]
 
 #: Sampler keys, in table order.
 SAMPLERS: tuple[str, ...] = (
@@ -238,8 +238,12 @@ def run_benchmark(
     samplers: Sequence[str] = SAMPLERS,
     seed: int = 0,
     command: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark and write ``results.md``, ``results.json`` and ``bench_*.png`` to ``out_dir``.
+
+    After every target the results so far are written to ``results.json`` and the draws of the 2-d
+    targets (for the figures) to ``samples.npz``, so that an interrupted run can be resumed.
 
     Args:
         out_dir: output folder (created if needed).
@@ -249,6 +253,9 @@ def run_benchmark(
         seed: base seed; target ``name`` uses ``fold_in(key(seed), index of name)``, so a target's
             numbers do not depend on which other targets run.
         command: the command line, recorded in the outputs.
+        resume: reuse the targets already in ``out_dir/results.json`` (a 2-d target only if its
+            draws are in ``samples.npz``) from a run with the same settings and seed; they keep
+            their own timings and load averages and are marked ``"resumed": true``.
 
     Returns:
         The results (the content of ``results.json``).
@@ -272,8 +279,14 @@ def run_benchmark(
         "targets": {},
     }
     kept_samples: dict[str, dict[str, np.ndarray]] = {}
+    previous, previous_samples = _previous_run(out_dir, results) if resume else ({}, {})
     base_key = jax.random.key(seed)
     for name in targets:
+        if name in previous and (previous[name]["dim"] != 2 or name in previous_samples):
+            _log(f"== {name}: reusing the results in {out_dir / 'results.json'}")
+            results["targets"][name] = previous[name] | {"resumed": True}
+            kept_samples[name] = previous_samples.get(name, {})
+            continue
         load_before = list(os.getloadavg())
         target_started = time.perf_counter()
         _log(f"== {name} (load average {load_before[0]:.2f})")
@@ -287,6 +300,7 @@ def run_benchmark(
         _log(f"== {name} done in {result['wall_seconds']:.0f}s")
         # Partial results survive an interrupted run.
         _write_json(out_dir / "results.json", results)
+        _write_samples(out_dir / "samples.npz", kept_samples)
     results["total_wall_seconds"] = time.perf_counter() - started
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["machine"]["uptime_end"] = _uptime()
@@ -295,6 +309,61 @@ def run_benchmark(
     write_figures(results, kept_samples, out_dir)
     _log(f"wrote {out_dir}/results.md, results.json and figures in {results['total_wall_seconds']:.0f}s")
     return results
+
+
+def rebuild_report(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Rewrite ``results.md`` and the figures of an earlier run from ``results.json`` and ``samples.npz``.
+
+    The mode statistics of the 2-d mixtures are recomputed from the saved draws (so a change to
+    :func:`~l2hmc_ppl.benchmarks.metrics.mode_statistics` reaches an existing run); nothing is
+    sampled again.
+
+    Args:
+        out_dir: the ``--out`` folder of the run.
+
+    Returns:
+        The (updated) results.
+    """
+    out_dir = Path(out_dir)
+    results = json.loads((out_dir / "results.json").read_text())
+    _, samples = _previous_run(out_dir, results)
+    for name, kept in samples.items():
+        target = get_target(name)
+        if target.modes is None or name not in results["targets"]:
+            continue
+        for key, draws in kept.items():
+            metrics = results["targets"][name]["samplers"].get(key)
+            if metrics is not None:
+                metrics["modes"] = mode_statistics(draws, target.modes)
+    _write_json(out_dir / "results.json", results)
+    write_markdown(results, out_dir / "results.md")
+    write_figures(results, samples, out_dir)
+    _log(f"rewrote {out_dir}/results.md, results.json and the figures")
+    return results
+
+
+def _previous_run(out_dir: Path, results: dict[str, Any]):
+    """Targets and 2-d draws of an earlier run in ``out_dir`` with the same settings, seed and samplers."""
+    path = out_dir / "results.json"
+    if not path.exists():
+        return {}, {}
+    previous = json.loads(path.read_text())
+    for field in ("settings", "seed", "samplers"):
+        if previous.get(field) != json.loads(json.dumps(results[field])):
+            _log(f"not resuming: {path} was made with other {field}")
+            return {}, {}
+    samples: dict[str, dict[str, np.ndarray]] = {}
+    if (out_dir / "samples.npz").exists():
+        with np.load(out_dir / "samples.npz") as archive:
+            for key in archive.files:
+                name, sampler = key.split("/", 1)
+                samples.setdefault(name, {})[sampler] = archive[key]
+    return previous["targets"], samples
+
+
+def _write_samples(path: Path, kept_samples: dict[str, dict[str, np.ndarray]]) -> None:
+    arrays = {f"{name}/{key}": value for name, kept in kept_samples.items() for key, value in kept.items()}
+    np.savez_compressed(path, **arrays)
 
 
 def _json_default(value):
@@ -345,6 +414,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-train-steps", type=int, default=None, help="cap on L2HMC training iterations (default: none)"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the targets already in --out from an interrupted run"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite results.md and the figures in --out from its results.json and samples.npz",
+    )
     return parser.parse_args(argv)
 
 
@@ -355,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["--quick", "--out", "/tmp/bench"])
     """
     args = _parse_args(argv)
+    if args.report_only:
+        rebuild_report(args.out)
+        return 0
     settings = quick_settings() if args.quick else BenchmarkSettings()
     overrides = {
         "num_chains": args.num_chains,
@@ -370,6 +450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv_list = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "-m", "l2hmc_ppl.benchmarks", *argv_list])
     run_benchmark(
-        args.out, targets=targets, settings=settings, samplers=samplers, seed=args.seed, command=command
+        args.out,
+        targets=targets,
+        settings=settings,
+        samplers=samplers,
+        seed=args.seed,
+        command=command,
+        resume=args.resume,
     )
     return 0
