@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from l2hmc_ppl.benchmarks import (
+    DEFAULT_TARGETS,
+    EXTRA_TARGETS,
     SAMPLERS,
     BenchmarkSettings,
     SamplerRun,
@@ -20,9 +22,11 @@ from l2hmc_ppl.benchmarks import (
     get_target_config,
     markdown_tables,
     quick_settings,
+    resolve_targets,
     write_figures,
     write_markdown,
 )
+from l2hmc_ppl.benchmarks.config import QUICK_TARGETS
 from l2hmc_ppl.targets import get_target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +159,18 @@ def test_settings_caps_and_grid():
     assert BenchmarkSettings().apply(full) == full
     with pytest.raises(ValueError, match="no benchmark configuration"):
         get_target_config("banana")
+
+
+def test_target_groups_resolve_to_configured_targets():
+    assert resolve_targets(None) == DEFAULT_TARGETS
+    assert resolve_targets("", quick=True) == QUICK_TARGETS
+    assert resolve_targets("scg, extra,ring") == ("scg",) + EXTRA_TARGETS
+    assert resolve_targets("all") == DEFAULT_TARGETS + EXTRA_TARGETS
+    for name in DEFAULT_TARGETS + EXTRA_TARGETS:
+        config = get_target_config(name)
+        assert config.name == name and config.hmc_step_sizes
+        # Every target of the protocol starts its chains from exact draws.
+        assert get_target(name).sample is not None
 
 
 def _synthetic_results():

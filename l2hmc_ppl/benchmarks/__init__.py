@@ -1,9 +1,10 @@
 """The head-to-head benchmark: L2HMC against HMC, NumPyro NUTS and BlackJAX ChEES-HMC.
 
 Run it as ``python -m l2hmc_ppl.benchmarks [--targets icg,scg,...] [--quick] [--out DIR]``. For every
-target it trains L2HMC with the paper's settings and with a tuned configuration (warm start, per-target
-number of leapfrog steps), evaluates all samplers with the paper's protocol (200 chains from exact
-draws, 2000 measured transitions), and writes a Markdown table, a JSON file and figures.
+target it trains L2HMC with the paper's settings and with a tuned configuration (warm start and a
+per-target number of leapfrog steps, or a hot temperature anneal on targets with barriers),
+evaluates all samplers with the paper's protocol (200 chains from exact draws, 2000 measured
+transitions), and writes a Markdown table, a JSON file and figures.
 
 - :mod:`~l2hmc_ppl.benchmarks.config`: the paper's published numbers and the per-target settings.
 - :mod:`~l2hmc_ppl.benchmarks.samplers`: training and sampling of each sampler, with timings.
@@ -18,6 +19,7 @@ References:
 
 from l2hmc_ppl.benchmarks.config import (
     DEFAULT_TARGETS,
+    EXTRA_TARGETS,
     PAPER_RESULTS,
     BenchmarkSettings,
     L2HMCConfig,
@@ -28,7 +30,7 @@ from l2hmc_ppl.benchmarks.config import (
 )
 from l2hmc_ppl.benchmarks.metrics import evaluate_run
 from l2hmc_ppl.benchmarks.report import markdown_tables, write_figures, write_markdown
-from l2hmc_ppl.benchmarks.run import SAMPLERS, machine_info, main, run_benchmark
+from l2hmc_ppl.benchmarks.run import SAMPLERS, machine_info, main, resolve_targets, run_benchmark
 from l2hmc_ppl.benchmarks.samplers import (
     SamplerRun,
     Stopwatch,
@@ -42,6 +44,7 @@ from l2hmc_ppl.benchmarks.samplers import (
 
 __all__ = [
     "DEFAULT_TARGETS",
+    "EXTRA_TARGETS",
     "PAPER_RESULTS",
     "SAMPLERS",
     "BenchmarkSettings",
@@ -57,6 +60,7 @@ __all__ = [
     "main",
     "markdown_tables",
     "quick_settings",
+    "resolve_targets",
     "run_benchmark",
     "sample_chees",
     "sample_hmc",

@@ -305,7 +305,7 @@ def write_figures(
     """Write the figures and return their paths.
 
     - ``bench_autocorrelation.png``: ρ against gradient evaluations, one panel per target.
-    - ``bench_traces.png``: for ``mog`` and ``mog2_unequal`` (those run), the path of one chain over
+    - ``bench_traces.png``: for the mixtures run (the targets with modes), the path of one chain over
       the density and the first coordinate of three chains against the step.
     - ``bench_samples.png``: draws of every sampler over the density of each 2-d target.
     """
@@ -349,7 +349,9 @@ def write_figures(
         paths.append(path)
 
     # Chain traces on the mixtures (Fig. 1b / 1d).
-    mixtures = [n for n in ("mog", "mog2_unequal") if n in kept_samples and len(kept_samples[n]) > 1]
+    mixtures = [
+        n for n in names if n in kept_samples and len(kept_samples[n]) > 1 and get_target(n).modes is not None
+    ]
     if mixtures:
         order = [k for k in ("l2hmc_paper", "l2hmc_tuned", "hmc", "nuts_diag", "nuts_dense", "chees")]
         fig, axes = plt.subplots(

@@ -29,6 +29,7 @@ import numpy as np
 
 from l2hmc_ppl.benchmarks.config import (
     DEFAULT_TARGETS,
+    EXTRA_TARGETS,
     PAPER_RESULTS,
     QUICK_TARGETS,
     BenchmarkSettings,
@@ -387,6 +388,23 @@ def _write_json(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(clean(results), indent=1, default=_json_default))
 
 
+def resolve_targets(spec: str | None, *, quick: bool = False) -> tuple[str, ...]:
+    """The target names of a ``--targets`` value, in order and without repeats.
+
+    ``None`` or an empty value gives :data:`DEFAULT_TARGETS` (:data:`QUICK_TARGETS` with ``quick``);
+    ``extra`` stands for :data:`EXTRA_TARGETS` and ``all`` for both groups.
+
+    Example:
+        >>> resolve_targets("scg,extra")[:3]
+        ('scg', 'scg_notebook', 'ring')
+    """
+    names = [name.strip() for name in (spec or "").split(",") if name.strip()]
+    if not names:
+        return QUICK_TARGETS if quick else DEFAULT_TARGETS
+    groups = {"extra": EXTRA_TARGETS, "all": DEFAULT_TARGETS + EXTRA_TARGETS}
+    return tuple(dict.fromkeys(target for name in names for target in groups.get(name, (name,))))
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m l2hmc_ppl.benchmarks",
@@ -397,7 +415,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--targets",
         default=None,
         help=f"comma-separated targets (default: {','.join(DEFAULT_TARGETS)}; with --quick: "
-        f"{','.join(QUICK_TARGETS)})",
+        f"{','.join(QUICK_TARGETS)}); 'extra' stands for {','.join(EXTRA_TARGETS)} and 'all' for both",
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny runs, results not meaningful")
     parser.add_argument(
@@ -442,10 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_train_steps": args.max_train_steps,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    if args.targets:
-        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    else:
-        targets = QUICK_TARGETS if args.quick else DEFAULT_TARGETS
+    targets = resolve_targets(args.targets, quick=args.quick)
     samplers = tuple(s.strip() for s in args.samplers.split(",") if s.strip())
     argv_list = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "-m", "l2hmc_ppl.benchmarks", *argv_list])
