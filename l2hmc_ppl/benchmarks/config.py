@@ -142,7 +142,29 @@ _ANNEALING = (5.0, 0.98, 50)
 # The tuned mixtures' anneal (module docstring): T 20 → 1 by ×0.98 every 50 iterations, T = 1 from
 # iteration ~7400 of 10000.
 _HOT_ANNEALING = (20.0, 0.98, 50)
-_HOT_TRAIN_STEPS = 10000
+
+# Recipes shared by several targets.
+_PAPER_WITH_BURN_IN = L2HMCConfig("paper", burn_in_weight=1.0)
+_PAPER_WITH_BARRIERS = L2HMCConfig("paper", burn_in_weight=1.0, annealing=_ANNEALING)
+# The SCG's tuned recipe (dense warm start, M = 1), chosen by the sweep in docs/benchmarks.md.
+_TUNED_CORRELATED_GAUSSIAN = L2HMCConfig(
+    "tuned",
+    num_leapfrog_steps=1,
+    num_train_steps=2000,
+    warm_start=True,
+    dense_mass=True,
+    num_warm_start_steps=1000,
+)
+# The Rough Well's tuned recipe (diagonal warm start, M = 1).
+_TUNED_SMOOTH = L2HMCConfig(
+    "tuned", num_leapfrog_steps=1, num_train_steps=2000, burn_in_weight=1.0, warm_start=True
+)
+
+
+def _tuned_hot_anneal(annealing: tuple[float, float, int] = _HOT_ANNEALING) -> L2HMCConfig:
+    """The tuned recipe on targets with barriers: 10 000 iterations, a hot anneal, no warm start."""
+    return L2HMCConfig("tuned", num_train_steps=10000, burn_in_weight=1.0, annealing=annealing)
+
 
 _TARGETS: dict[str, TargetConfig] = {
     "icg": TargetConfig(
@@ -159,45 +181,14 @@ _TARGETS: dict[str, TargetConfig] = {
         hmc_step_sizes=_grid(0.02, 0.2),
     ),
     "scg": TargetConfig(
-        "scg",
-        paper=L2HMCConfig("paper"),
-        tuned=L2HMCConfig(
-            "tuned",
-            num_leapfrog_steps=1,
-            num_train_steps=2000,
-            warm_start=True,
-            dense_mass=True,
-            num_warm_start_steps=1000,
-        ),
-        hmc_step_sizes=_grid(0.01, 0.2),
+        "scg", L2HMCConfig("paper"), _TUNED_CORRELATED_GAUSSIAN, hmc_step_sizes=_grid(0.01, 0.2)
     ),
     "rough_well": TargetConfig(
-        "rough_well",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0),
-        tuned=L2HMCConfig(
-            "tuned",
-            num_leapfrog_steps=1,
-            num_train_steps=2000,
-            burn_in_weight=1.0,
-            warm_start=True,
-        ),
-        hmc_step_sizes=_grid(0.01, 0.3),
+        "rough_well", _PAPER_WITH_BURN_IN, _TUNED_SMOOTH, hmc_step_sizes=_grid(0.01, 0.3)
     ),
-    "mog": TargetConfig(
-        "mog",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0, annealing=_ANNEALING),
-        tuned=L2HMCConfig(
-            "tuned", num_train_steps=_HOT_TRAIN_STEPS, burn_in_weight=1.0, annealing=_HOT_ANNEALING
-        ),
-        hmc_step_sizes=_grid(0.05, 0.6),
-    ),
+    "mog": TargetConfig("mog", _PAPER_WITH_BARRIERS, _tuned_hot_anneal(), hmc_step_sizes=_grid(0.05, 0.6)),
     "mog2_unequal": TargetConfig(
-        "mog2_unequal",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0, annealing=_ANNEALING),
-        tuned=L2HMCConfig(
-            "tuned", num_train_steps=_HOT_TRAIN_STEPS, burn_in_weight=1.0, annealing=_HOT_ANNEALING
-        ),
-        hmc_step_sizes=_grid(0.05, 0.6),
+        "mog2_unequal", _PAPER_WITH_BARRIERS, _tuned_hot_anneal(), hmc_step_sizes=_grid(0.05, 0.6)
     ),
     # The SCG variant of the released notebook and the A-NICE-MC targets of the paper's comparison
     # figure. The SPEC gives no settings for them beyond the paper's defaults, so "paper" is those
@@ -205,53 +196,19 @@ _TARGETS: dict[str, TargetConfig] = {
     # above: the SCG's for its variant, the Rough Well's for the ring, and on targets with barriers
     # a hot anneal whose initial temperature brings the barrier down to about one nat.
     "scg_notebook": TargetConfig(
-        "scg_notebook",
-        paper=L2HMCConfig("paper"),
-        tuned=L2HMCConfig(
-            "tuned",
-            num_leapfrog_steps=1,
-            num_train_steps=2000,
-            warm_start=True,
-            dense_mass=True,
-            num_warm_start_steps=1000,
-        ),
-        hmc_step_sizes=_grid(0.02, 0.5),
+        "scg_notebook", L2HMCConfig("paper"), _TUNED_CORRELATED_GAUSSIAN, hmc_step_sizes=_grid(0.02, 0.5)
     ),
-    "ring": TargetConfig(
-        "ring",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0),
-        tuned=L2HMCConfig(
-            "tuned", num_leapfrog_steps=1, num_train_steps=2000, burn_in_weight=1.0, warm_start=True
-        ),
-        hmc_step_sizes=_grid(0.02, 0.5),
-    ),
+    "ring": TargetConfig("ring", _PAPER_WITH_BURN_IN, _TUNED_SMOOTH, hmc_step_sizes=_grid(0.02, 0.5)),
     # Barrier between neighbouring rings: ((0.5)/0.2)² = 6.25 nats.
     "ring5": TargetConfig(
-        "ring5",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0, annealing=_ANNEALING),
-        tuned=L2HMCConfig(
-            "tuned", num_train_steps=_HOT_TRAIN_STEPS, burn_in_weight=1.0, annealing=_HOT_ANNEALING
-        ),
-        hmc_step_sizes=_grid(0.01, 0.3),
+        "ring5", _PAPER_WITH_BARRIERS, _tuned_hot_anneal(), hmc_step_sizes=_grid(0.01, 0.3)
     ),
     # Barrier 5²/(2 · 0.25) = 50 nats: start at T = 50 (×0.98 every 40 iterations, T = 1 from ~7800).
     "mog2": TargetConfig(
-        "mog2",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0, annealing=_ANNEALING),
-        tuned=L2HMCConfig(
-            "tuned", num_train_steps=_HOT_TRAIN_STEPS, burn_in_weight=1.0, annealing=(50.0, 0.98, 40)
-        ),
-        hmc_step_sizes=_grid(0.05, 1.0),
+        "mog2", _PAPER_WITH_BARRIERS, _tuned_hot_anneal((50.0, 0.98, 40)), hmc_step_sizes=_grid(0.05, 1.0)
     ),
     # Barrier between neighbouring modes 2.5²/(2 · 0.25) = 12.5 nats.
-    "mog6": TargetConfig(
-        "mog6",
-        paper=L2HMCConfig("paper", burn_in_weight=1.0, annealing=_ANNEALING),
-        tuned=L2HMCConfig(
-            "tuned", num_train_steps=_HOT_TRAIN_STEPS, burn_in_weight=1.0, annealing=_HOT_ANNEALING
-        ),
-        hmc_step_sizes=_grid(0.05, 1.0),
-    ),
+    "mog6": TargetConfig("mog6", _PAPER_WITH_BARRIERS, _tuned_hot_anneal(), hmc_step_sizes=_grid(0.05, 1.0)),
 }
 
 #: Targets of a default run: the paper's four and the unequal-variance mog2 of Fig. 1d.
