@@ -52,7 +52,8 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from l2hmc_ppl.core.kernel import L2HMCInfo, L2HMCState, build_kernel, init
-from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
+from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_hidden_size
+from l2hmc_ppl.training.train import _batch_size
 
 __all__ = [
     "AdaptationResults",
@@ -143,24 +144,6 @@ def as_top_level_api(
 l2hmc = blackjax.GenerateSamplingAPI(as_top_level_api, init, build_kernel)
 """``l2hmc(logdensity_fn, dynamics)`` is `as_top_level_api`; ``l2hmc.init`` and ``l2hmc.build_kernel``
 are the lower layers, as for ``blackjax.hmc``."""
-
-
-def default_hidden_size(dim: int) -> int:
-    """Width n_h of the networks when not given: 10 for the 2-d toys, growing to 100 at 50-d (SPEC §4).
-
-    Returns ``min(100, max(10, 2 * dim))``.
-    """
-    return min(100, max(10, 2 * dim))
-
-
-def _leading_size(positions: ArrayTree) -> int:
-    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(positions)}
-    if len(sizes) != 1 or None in sizes:
-        raise ValueError(
-            "a batch of positions needs the same leading (chain) axis on every leaf, got leading "
-            f"sizes {sorted(s for s in sizes if s is not None)} and scalar leaves: {None in sizes}"
-        )
-    return sizes.pop()
 
 
 def l2hmc_adaptation(
@@ -254,7 +237,7 @@ def l2hmc_adaptation(
         key_dynamics, key_jitter, key_train = jax.random.split(rng_key, 3)
         if batched:
             single = jax.tree_util.tree_map(lambda leaf: leaf[0], position)
-            _leading_size(position)
+            _batch_size(position)  # a clear error for leaves without a common chain axis
             positions = position
         else:
             single = position

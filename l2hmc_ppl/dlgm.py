@@ -57,6 +57,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from l2hmc_ppl.ais import AISResult, ais_log_marginal
 from l2hmc_ppl.core.kernel import L2HMCState, propose
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
+from l2hmc_ppl.dynamics.networks import init_linear
 from l2hmc_ppl.training.loss import esjd_loss
 
 __all__ = [
@@ -95,19 +96,11 @@ _HIDDEN_INIT_SCALE = 2.0
 _HEAD_INIT_SCALE = 1.0
 
 
-def _linear(in_size: int, out_size: int, scale: float, *, key, dtype) -> eqx.nn.Linear:
-    """A linear layer with variance-scaling (fan-in, truncated normal) weights and zero bias."""
-    layer = eqx.nn.Linear(in_size, out_size, key=key, dtype=dtype)
-    init = jax.nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
-    weight = init(key, (in_size, out_size), dtype).T  # Equinox stores (out, in)
-    return eqx.tree_at(lambda lin: (lin.weight, lin.bias), layer, (weight, jnp.zeros_like(layer.bias)))
-
-
 def _softplus_layers(in_size: int, hidden_size: int, num_layers: int, *, key, dtype) -> tuple:
     keys = jax.random.split(key, num_layers)
     sizes = [in_size] + [hidden_size] * num_layers
     return tuple(
-        _linear(sizes[i], sizes[i + 1], _HIDDEN_INIT_SCALE, key=keys[i], dtype=dtype)
+        init_linear(sizes[i], sizes[i + 1], _HIDDEN_INIT_SCALE, key=keys[i], dtype=dtype)
         for i in range(num_layers)
     )
 
@@ -150,8 +143,8 @@ class GaussianEncoder(eqx.Module):
         self.hidden_layers = _softplus_layers(
             image_size, hidden_size, num_hidden_layers, key=key_hidden, dtype=dtype
         )
-        self.mean_head = _linear(hidden_size, latent_size, _HEAD_INIT_SCALE, key=key_mean, dtype=dtype)
-        self.log_sd_head = _linear(hidden_size, latent_size, _HEAD_INIT_SCALE, key=key_sd, dtype=dtype)
+        self.mean_head = init_linear(hidden_size, latent_size, _HEAD_INIT_SCALE, key=key_mean, dtype=dtype)
+        self.log_sd_head = init_linear(hidden_size, latent_size, _HEAD_INIT_SCALE, key=key_sd, dtype=dtype)
 
     def __call__(self, image: Float[Array, " pixels"]) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
         """Return the posterior mean μ_ψ(x) and log-sd log σ_ψ(x)."""
@@ -189,7 +182,7 @@ class BernoulliDecoder(eqx.Module):
         self.hidden_layers = _softplus_layers(
             latent_size, hidden_size, num_hidden_layers, key=key_hidden, dtype=dtype
         )
-        self.output_layer = _linear(hidden_size, image_size, _HEAD_INIT_SCALE, key=key_out, dtype=dtype)
+        self.output_layer = init_linear(hidden_size, image_size, _HEAD_INIT_SCALE, key=key_out, dtype=dtype)
 
     def __call__(self, latent: Float[Array, " d"]) -> Float[Array, " pixels"]:
         """Return the pixel logits f_φ(z); the decoder mean image is their sigmoid."""

@@ -60,7 +60,7 @@ from numpyro.util import identity, is_prng_key
 
 from l2hmc_ppl.core.kernel import L2HMCState, build_kernel
 from l2hmc_ppl.core.kernel import init as init_chain_state
-from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
+from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_hidden_size
 from l2hmc_ppl.training.train import train
 
 __all__ = ["L2HMCKernel", "L2HMCKernelState", "TrainingSummary", "get_dynamics"]
@@ -511,7 +511,7 @@ class L2HMCKernel(MCMCKernel):
                     f"{dim} unconstrained coordinates"
                 )
             return self._dynamics
-        hidden_size = self._hidden_size or min(100, max(10, 2 * dim))
+        hidden_size = self._hidden_size or default_hidden_size(dim)
         return L2HMCDynamics(
             dim,
             num_leapfrog_steps=self._num_leapfrog_steps,

@@ -134,8 +134,9 @@ def test_independent_draws_have_ess_near_one():
     target = get_target("mog")
     samples = np.asarray(target.sample(jax.random.key(0), 300 * 64)).reshape(300, 64, 2)
     metrics = evaluate_run(_fake_run(samples, 2.0), target, max_lag_gradients=20)
-    assert metrics["ess_per_step"] > 0.8
-    assert metrics["second_moment_ess_per_step"] > 0.8
+    # ρ₁ of independent draws is ~0 ± 0.007 here, below the 0.05 cut: the estimator gives exactly 1.
+    assert metrics["ess_per_step"] == 1.0
+    assert metrics["second_moment_ess_per_step"] == 1.0
     assert metrics["ess_per_gradient"] == pytest.approx(metrics["ess_per_step"] / 2)
     assert metrics["modes"]["chains_visiting_all_modes"] == 64
     assert len(metrics["autocorrelation"]["rho"]) == 11

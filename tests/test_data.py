@@ -1,6 +1,6 @@
 """MNIST loader (real files, corrupt copies, missing folders) and dynamic binarisation.
 
-Tests run from the repository root, so the shared data sit at `../shared/data/mnist`.
+The shared data sit at `../shared/data/mnist` beside the repository.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 from l2hmc_ppl.data import ENV_VAR, MNIST_FILES, binarize, load_mnist, resolve_mnist_dir
 
 Z = 4.5
-MNIST_DIR = Path("../shared/data/mnist")
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 ALL_FILE_NAMES = [f"{stem}.gz" for pair in MNIST_FILES.values() for stem in pair]
 
 requires_mnist = pytest.mark.skipif(
     not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
-    reason="MNIST files not found at ../shared/data/mnist (run the tests from the repo root)",
+    reason=f"MNIST files not found at {MNIST_DIR}",
 )
 
 

@@ -162,6 +162,7 @@ def test_non_finite_proposal_is_a_rejection():
         state, info = kernel(key, state, logdensity_fn, dynamics)
         assert bool(jnp.all(jnp.isfinite(state.position))) and bool(jnp.isfinite(state.logdensity))
         assert bool(jnp.isfinite(info.acceptance_rate))
+        assert not (bool(info.is_divergent) and bool(info.is_accepted))
         rejected_non_finite += int(info.is_divergent)
     assert rejected_non_finite > 0  # the NaN region was actually hit
 

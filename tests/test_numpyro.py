@@ -32,11 +32,12 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS, Predictive
 
 import l2hmc_ppl
+import l2hmc_ppl.core.kernel as core_kernel
 from l2hmc_ppl import L2HMCDynamics
 from l2hmc_ppl.numpyro import L2HMCKernel, L2HMCKernelState, get_dynamics
 from l2hmc_ppl.targets import resolve_german_credit_dir
 from l2hmc_ppl.training import load, save
-from tests.helpers import Z_THRESHOLD
+from tests.helpers import Z_THRESHOLD, randomize_heads
 
 #: A quantity with fewer effective draws than this "did not mix" (its MCSE is not trustworthy).
 MIN_ESS = 100.0
@@ -108,14 +109,19 @@ def _mean_and_mcse(draws):
     return flat.mean(0), flat.std(0, ddof=1) / np.sqrt(ess), ess
 
 
-def assert_moments_match_truth(draws, true_mean, true_variance, name):
-    """Mean and variance of ``draws`` (chains, samples, ...) within Z MCSE of the truth."""
+def moment_z_scores_mcmc(draws, true_mean, true_variance):
+    """z-scores (per scalar) of the mean and variance of ``draws`` (chains, samples, ...) against the
+    truth, with MCSE = sd/√ESS; also the smallest ESS of the two moments."""
     mean, mean_mcse, mean_ess = _mean_and_mcse(draws)
     squared, squared_mcse, squared_ess = _mean_and_mcse((np.asarray(draws) - true_mean) ** 2)
-    assert np.min(mean_ess) > MIN_ESS, f"{name}: did not mix (mean ESS {np.min(mean_ess):.0f})"
-    assert np.min(squared_ess) > MIN_ESS, f"{name}: did not mix (variance ESS {np.min(squared_ess):.0f})"
-    mean_z = (mean - true_mean) / mean_mcse
-    var_z = (squared - true_variance) / squared_mcse
+    min_ess = min(np.min(mean_ess), np.min(squared_ess))
+    return (mean - true_mean) / mean_mcse, (squared - true_variance) / squared_mcse, min_ess
+
+
+def assert_moments_match_truth(draws, true_mean, true_variance, name):
+    """Mean and variance of ``draws`` (chains, samples, ...) within Z MCSE of the truth."""
+    mean_z, var_z, min_ess = moment_z_scores_mcmc(draws, true_mean, true_variance)
+    assert min_ess > MIN_ESS, f"{name}: did not mix (ESS {min_ess:.0f})"
     assert np.max(np.abs(mean_z)) < Z_THRESHOLD, f"{name}: mean z-scores {mean_z}"
     assert np.max(np.abs(var_z)) < Z_THRESHOLD, f"{name}: variance z-scores {var_z}"
 
@@ -370,6 +376,48 @@ def test_constrained_sites():
     dirichlet_mean = alpha / total
     dirichlet_var = alpha * (total - alpha) / (total**2 * (total + 1))
     assert_moments_match_truth(samples["probs"], dirichlet_mean, dirichlet_var, "Dirichlet simplex")
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["exact", "log_det_dropped"])
+def test_constrained_sites_with_order_one_heads(monkeypatch, broken):
+    """The adapter is exact for any weights: with heads of order one (far from the HMC limit) the
+    constrained posterior is matched; the same check fails with the log-determinant dropped."""
+    dynamics = randomize_heads(
+        L2HMCDynamics(3, num_leapfrog_steps=5, key=jax.random.key(11)), jax.random.key(12), scale=0.5
+    ).with_step_size(0.2)
+    if broken:
+        original = core_kernel.learned_leapfrog
+
+        def without_log_det(*args, **kwargs):
+            return original(*args, **kwargs)._replace(log_det_jacobian=jnp.zeros(()))
+
+        monkeypatch.setattr(core_kernel, "learned_leapfrog", without_log_det)
+    mcmc = MCMC(
+        L2HMCKernel(constrained_model, dynamics=dynamics),
+        num_warmup=300,
+        num_samples=3000,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(13), CATEGORY_COUNTS)
+    samples = mcmc.get_samples(group_by_chain=True)
+    alpha = DIRICHLET_PRIOR + CATEGORY_COUNTS
+    total = alpha.sum()
+    truths = {
+        "scale": (SCALE_PRIOR * np.sqrt(2 / np.pi), SCALE_PRIOR**2 * (1 - 2 / np.pi)),
+        "probs": (alpha / total, alpha * (total - alpha) / (total**2 * (total + 1))),
+    }
+    z_scores, ess = [], []
+    for site, (mean, variance) in truths.items():
+        mean_z, var_z, min_ess = moment_z_scores_mcmc(samples[site], mean, variance)
+        z_scores += [np.abs(mean_z).max(), np.abs(var_z).max()]
+        ess.append(min_ess)
+    if broken:
+        assert max(z_scores) > Z_THRESHOLD, f"the log-det mutant passed (max |z| = {max(z_scores):.2f})"
+    else:
+        assert min(ess) > MIN_ESS, f"did not mix (ESS {min(ess):.0f})"
+        assert max(z_scores) < Z_THRESHOLD, f"max |z| = {max(z_scores):.2f}"
 
 
 def test_potential_fn_pytree_with_training():

@@ -326,3 +326,24 @@ def test_keep_best_returns_the_start_when_training_made_it_worse():
         )
         == 0.0
     )
+
+
+@pytest.mark.parametrize("dense_mass", [False, True])
+def test_warm_start_compiles_its_adaptation_kernel_once_per_metric(dense_mass):
+    """The four phases share one compiled kernel (two with a dense metric, whose structure changes)."""
+    import importlib
+
+    warm_start_module = importlib.import_module("l2hmc_ppl.training.warm_start")
+
+    def logdensity_fn(x):  # a fresh function: a new entry in the compiled kernel's cache
+        return -0.5 * jnp.sum(x**2 / jnp.array([1.0, 4.0]))
+
+    dynamics = L2HMCDynamics(2, num_leapfrog_steps=2, key=jax.random.key(0))
+    positions = jax.random.normal(jax.random.key(1), (8, 2))
+    states = jax.vmap(l2hmc_ppl.init, (0, None))(positions, logdensity_fn)
+    kernel = warm_start_module._adapt_step_size._cached  # the jax.jit inside eqx.filter_jit
+    before = kernel._cache_size()
+    l2hmc_ppl.warm_start(
+        jax.random.key(2), logdensity_fn, dynamics, states, num_steps=40, dense_mass=dense_mass
+    )
+    assert kernel._cache_size() - before == (2 if dense_mass else 1)

@@ -38,7 +38,15 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from l2hmc_ppl.dynamics.networks import L2HMCNetwork
 
-__all__ = ["L2HMCDynamics", "draw_masks", "time_encoding"]
+__all__ = ["L2HMCDynamics", "default_hidden_size", "draw_masks", "time_encoding"]
+
+
+def default_hidden_size(dim: int) -> int:
+    """Width n_h of the networks when not given: 10 for the 2-d toys, growing to 100 at 50-d (SPEC §4).
+
+    Returns ``min(100, max(10, 2 * dim))``. Used by the NumPyro and BlackJAX adapters.
+    """
+    return min(100, max(10, 2 * dim))
 
 
 def draw_masks(rng_key: PRNGKeyArray, num_leapfrog_steps: int, dim: int) -> Bool[Array, "M dim"]:

@@ -34,8 +34,13 @@ _TRUNK_INIT_SCALE = 2.0
 _HEAD_INIT_SCALE = 2.0e-3
 
 
-def _dense(in_size: int, out_size: int, scale: float, *, key: PRNGKeyArray, dtype) -> eqx.nn.Linear:
-    """A linear layer with variance-scaling (fan-in) weights and zero bias."""
+def init_linear(
+    in_size: int, out_size: int, scale: float, *, key: PRNGKeyArray, dtype
+) -> eqx.nn.Linear:
+    """A linear layer with variance-scaling (fan-in, truncated normal) weights and zero bias.
+
+    The initialisation of the released L2HMC code, also used by the DLGM's encoder and decoder.
+    """
     layer = eqx.nn.Linear(in_size, out_size, key=key, dtype=dtype)
     init = jax.nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
     # eqx.nn.Linear stores weight as (out, in); the initialiser's fan-in is the last-but-one axis.
@@ -79,20 +84,22 @@ class L2HMCNetwork(eqx.Module):
     ):
         dtype = jnp.result_type(float) if dtype is None else dtype
         keys = jax.random.split(key, 7 + num_hidden_layers)
-        self.embed_first = _dense(dim, hidden_size, _TRUNK_INIT_SCALE, key=keys[0], dtype=dtype)
-        self.embed_second = _dense(dim, hidden_size, _TRUNK_INIT_SCALE, key=keys[1], dtype=dtype)
-        self.embed_time = _dense(TIME_ENCODING_SIZE, hidden_size, _TRUNK_INIT_SCALE, key=keys[2], dtype=dtype)
+        self.embed_first = init_linear(dim, hidden_size, _TRUNK_INIT_SCALE, key=keys[0], dtype=dtype)
+        self.embed_second = init_linear(dim, hidden_size, _TRUNK_INIT_SCALE, key=keys[1], dtype=dtype)
+        self.embed_time = init_linear(
+            TIME_ENCODING_SIZE, hidden_size, _TRUNK_INIT_SCALE, key=keys[2], dtype=dtype
+        )
         self.embed_aux = (
             None
             if aux_size is None
-            else _dense(aux_size, hidden_size, _TRUNK_INIT_SCALE, key=keys[3], dtype=dtype)
+            else init_linear(aux_size, hidden_size, _TRUNK_INIT_SCALE, key=keys[3], dtype=dtype)
         )
         self.hidden_layers = tuple(
-            _dense(hidden_size, hidden_size, _TRUNK_INIT_SCALE, key=k, dtype=dtype) for k in keys[7:]
+            init_linear(hidden_size, hidden_size, _TRUNK_INIT_SCALE, key=k, dtype=dtype) for k in keys[7:]
         )
-        self.scale_head = _dense(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[4], dtype=dtype)
-        self.transformation_head = _dense(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[5], dtype=dtype)
-        self.translation_head = _dense(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[6], dtype=dtype)
+        self.scale_head = init_linear(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[4], dtype=dtype)
+        self.transformation_head = init_linear(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[5], dtype=dtype)
+        self.translation_head = init_linear(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[6], dtype=dtype)
         self.scale_log_coeff = jnp.zeros(dim, dtype)
         self.transformation_log_coeff = jnp.zeros(dim, dtype)
 

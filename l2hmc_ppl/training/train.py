@@ -51,7 +51,7 @@ class TrainingHistory(NamedTuple):
         loss: the training loss L(θ).
         acceptance_rate: mean acceptance probability of the chains' proposals.
         squared_jump_distance: mean δ·A over the chains (the expected squared jump distance).
-        step_size: ε before the update.
+        step_size: ε after the iteration's update.
         temperature: T used for the target p^{1/T}.
         skipped: whether the update was skipped (no sample had a finite loss and gradient).
         num_nonfinite_samples: samples whose proposal or gradient was not finite.
@@ -172,7 +172,7 @@ def train(
         dense_mass: dense (Cholesky) preconditioner in the warm start instead of a diagonal one.
         num_warm_start_steps: transitions of the warm start.
         target_acceptance_rate: the warm start's step-size target.
-        chunk_size: iterations per compiled chunk (the host is contacted once per chunk).
+        chunk_size: most iterations per compiled chunk (the host is contacted once per chunk).
         progress_bar: show a tqdm bar with loss, acceptance and step size.
         max_consecutive_failures: stop with an error after this many skipped updates in a row
             (checked on the host between chunks; not applied when ``train`` itself is traced,
@@ -349,7 +349,8 @@ def train(
         )
         return (params, opt_state, states, consecutive_failures, key), record
 
-    chunk = min(chunk_size, num_steps)
+    # Equal chunks of at most chunk_size iterations: the masked tail of the last one is < num_chunks.
+    chunk = math.ceil(num_steps / math.ceil(num_steps / chunk_size))
     num_chunks = math.ceil(num_steps / chunk)
 
     @eqx.filter_jit

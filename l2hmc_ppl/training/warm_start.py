@@ -118,7 +118,14 @@ def warm_start(
 
     # Phase 1: step size only, identity metric. Phases 2-3: keep adapting and pool the positions
     # of the last of them over all chains.
-    da_state = da_init(hmc.step_size)
+    dtype = hmc.log_step_size.dtype
+
+    def dual_averaging_start(step_size):
+        # Arrays of one dtype throughout (BlackJAX returns some Python scalars), so that the four
+        # phases share one compiled `_adapt_step_size`.
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), da_init(jnp.asarray(step_size, dtype)))
+
+    da_state = dual_averaging_start(hmc.step_size)
     states, da_state, _, acceptance_first = adapt(key_first, states, dynamics=hmc, da_state=da_state)
     states, da_state, _, acceptance_a = adapt(key_collect_a, states, dynamics=hmc, da_state=da_state)
     states, da_state, pooled, acceptance_b = adapt(key_collect_b, states, dynamics=hmc, da_state=da_state)
@@ -135,7 +142,8 @@ def warm_start(
         scale = jnp.sqrt(covariance)
     # Phase 4: the step size was tuned for the old metric; restart dual averaging from ε = 1.
     hmc = hmc.with_preconditioner(mean, scale)
-    states, da_state, _, acceptance_last = adapt(key_last, states, dynamics=hmc, da_state=da_init(1.0))
+    restart = dual_averaging_start(1.0)
+    states, da_state, _, acceptance_last = adapt(key_last, states, dynamics=hmc, da_state=restart)
     step_size = da_final(da_state)
     # Start training exactly at the tuned HMC: the heads' small random initialisation is not small
     # once ε and the metric are tuned (on a 25-d posterior it can cost half the acceptance rate).
