@@ -349,10 +349,8 @@ def test_dynamics_in_the_core_kernel(eight_schools_run, trained_dynamics):
     assert 0.0 <= float(info.acceptance_rate) <= 1.0
 
 
-def test_constrained_sites():
-    """HalfNormal scale and Dirichlet simplex: the draws are mapped back to their supports and match
-    the closed-form posterior (the scale keeps its prior; the simplex is Dirichlet(α + counts))."""
-    dynamics = L2HMCDynamics(3, num_leapfrog_steps=5, key=jax.random.key(8)).with_step_size(0.3)
+def _run_constrained_model(dynamics, seed, **run_kwargs):
+    """Two vectorized chains of 300 warm-up and 3000 kept transitions on `constrained_model`."""
     mcmc = MCMC(
         L2HMCKernel(constrained_model, dynamics=dynamics),
         num_warmup=300,
@@ -361,21 +359,34 @@ def test_constrained_sites():
         chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(jax.random.key(9), CATEGORY_COUNTS, extra_fields=("z.probs",))
+    mcmc.run(jax.random.key(seed), CATEGORY_COUNTS, **run_kwargs)
+    return mcmc
+
+
+def _constrained_posterior_moments():
+    """Exact posterior mean and variance of each site: the scale keeps its HalfNormal prior, the
+    simplex is Dirichlet(α + counts)."""
+    alpha = DIRICHLET_PRIOR + CATEGORY_COUNTS
+    total = alpha.sum()
+    return {
+        "scale": (SCALE_PRIOR * np.sqrt(2 / np.pi), SCALE_PRIOR**2 * (1 - 2 / np.pi)),
+        "probs": (alpha / total, alpha * (total - alpha) / (total**2 * (total + 1))),
+    }
+
+
+def test_constrained_sites():
+    """HalfNormal scale and Dirichlet simplex: the draws are mapped back to their supports and match
+    the closed-form posterior."""
+    dynamics = L2HMCDynamics(3, num_leapfrog_steps=5, key=jax.random.key(8)).with_step_size(0.3)
+    mcmc = _run_constrained_model(dynamics, 9, extra_fields=("z.probs",))
     samples = mcmc.get_samples(group_by_chain=True)
     assert np.all(samples["scale"] > 0)
     np.testing.assert_allclose(samples["probs"].sum(-1), 1.0, rtol=1e-12)
     np.testing.assert_allclose(samples["variance"], samples["scale"] ** 2, rtol=1e-12)
     unconstrained = mcmc.get_extra_fields(group_by_chain=True)["z.probs"]
     assert unconstrained.shape == (2, 3000, 2)  # stick-breaking: K − 1 coordinates
-    half_normal_mean = SCALE_PRIOR * np.sqrt(2 / np.pi)
-    half_normal_var = SCALE_PRIOR**2 * (1 - 2 / np.pi)
-    assert_moments_match_truth(samples["scale"], half_normal_mean, half_normal_var, "HalfNormal scale")
-    alpha = DIRICHLET_PRIOR + CATEGORY_COUNTS
-    total = alpha.sum()
-    dirichlet_mean = alpha / total
-    dirichlet_var = alpha * (total - alpha) / (total**2 * (total + 1))
-    assert_moments_match_truth(samples["probs"], dirichlet_mean, dirichlet_var, "Dirichlet simplex")
+    for site, (mean, variance) in _constrained_posterior_moments().items():
+        assert_moments_match_truth(samples[site], mean, variance, site)
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["exact", "log_det_dropped"])
@@ -392,24 +403,9 @@ def test_constrained_sites_with_order_one_heads(monkeypatch, broken):
             return original(*args, **kwargs)._replace(log_det_jacobian=jnp.zeros(()))
 
         monkeypatch.setattr(core_kernel, "learned_leapfrog", without_log_det)
-    mcmc = MCMC(
-        L2HMCKernel(constrained_model, dynamics=dynamics),
-        num_warmup=300,
-        num_samples=3000,
-        num_chains=2,
-        chain_method="vectorized",
-        progress_bar=False,
-    )
-    mcmc.run(jax.random.key(13), CATEGORY_COUNTS)
-    samples = mcmc.get_samples(group_by_chain=True)
-    alpha = DIRICHLET_PRIOR + CATEGORY_COUNTS
-    total = alpha.sum()
-    truths = {
-        "scale": (SCALE_PRIOR * np.sqrt(2 / np.pi), SCALE_PRIOR**2 * (1 - 2 / np.pi)),
-        "probs": (alpha / total, alpha * (total - alpha) / (total**2 * (total + 1))),
-    }
+    samples = _run_constrained_model(dynamics, 13).get_samples(group_by_chain=True)
     z_scores, ess = [], []
-    for site, (mean, variance) in truths.items():
+    for site, (mean, variance) in _constrained_posterior_moments().items():
         mean_z, var_z, min_ess = moment_z_scores_mcmc(samples[site], mean, variance)
         z_scores += [np.abs(mean_z).max(), np.abs(var_z).max()]
         ess.append(min_ess)
