@@ -18,13 +18,34 @@ from __future__ import annotations
 import argparse
 import time
 
-import blackjax
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-from l2hmc_ppl.blackjax import l2hmc, l2hmc_adaptation
-from l2hmc_ppl.targets import german_credit
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--num-warmup", type=int, default=500, help="warmup (NUTS) / training (L2HMC) iterations"
+    )
+    parser.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    parser.add_argument(
+        "--num-chains", type=int, default=4, help="chains, vmapped, all started at the warmed-up state"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random keys (the same for both samplers)"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import blackjax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from l2hmc_ppl.blackjax import l2hmc, l2hmc_adaptation  # noqa: E402
+from l2hmc_ppl.targets import german_credit  # noqa: E402
 
 
 def pipeline(rng_key, logdensity_fn, initial_position, *, use_l2hmc, num_warmup, num_chains, num_samples):
@@ -99,10 +120,5 @@ def main(num_warmup: int = 500, num_samples: int = 1000, num_chains: int = 4, se
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-warmup", type=int, default=500, help="warmup (NUTS) / training (L2HMC) steps")
-    parser.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = build_parser().parse_args()
     main(args.num_warmup, args.num_samples, args.num_chains, args.seed)

@@ -35,17 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from l2hmc_ppl import dlgm
-from l2hmc_ppl.data import binarize, load_mnist
-
-DTYPE = jnp.float32
-TOP_HALF = np.arange(784) < 392  # rows 0..13 of the 28 × 28 image
-
 #: Held-out / training log-likelihoods of the paper (SPEC §8, digitised from Fig. 2, nats).
 PAPER = {
     "l2hmc": {1: (-84.28, -87.06), 2: (-80.93, -83.75), 5: (-80.90, -83.51), 7: (-80.84, -83.23)},
@@ -75,28 +64,41 @@ SMOKE = dict(
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "--data",
         default=None,
-        help="folder with the MNIST IDX files (default: $L2HMC_PPL_MNIST, then ../shared/data/mnist)",
+        help="folder with the MNIST IDX files; if not given, $L2HMC_PPL_MNIST, then ../shared/data/mnist",
     )
     parser.add_argument("--out", default="examples/outputs/dlgm", help="output folder")
     parser.add_argument("--models", default="vae,hmc,l2hmc", help="comma-separated subset of vae,hmc,l2hmc")
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--latent-size", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=300, help="training epochs, the same for every model")
+    parser.add_argument("--latent-size", type=int, default=50, help="d, the size of the latent z")
     parser.add_argument("--hidden-size", type=int, default=1024, help="encoder/decoder width")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=512, help="images per minibatch")
     parser.add_argument("--num-mh-steps", "-J", type=int, default=1, help="J, MH steps per minibatch")
     parser.add_argument("--num-leapfrog-steps", type=int, default=10, help="M, leapfrogs per MH step")
     parser.add_argument("--step-size", type=float, default=0.1, help="HMC's fixed ε, and L2HMC's initial ε")
-    parser.add_argument("--sampler-hidden-size", type=int, default=200)
-    parser.add_argument("--sampler-encoder-size", type=int, default=512)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--sampler-hidden-size", type=int, default=200, help="width of the L2HMC sampler's networks"
+    )
+    parser.add_argument(
+        "--sampler-encoder-size",
+        type=int,
+        default=512,
+        help="width of the image encoder that conditions the L2HMC sampler",
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam's rate for the encoder, decoder and sampler"
+    )
     parser.add_argument("--ais-steps", type=int, default=10_000, help="annealing steps per image")
-    parser.add_argument("--ais-chains", type=int, default=20)
-    parser.add_argument("--ais-leapfrog-steps", type=int, default=10)
+    parser.add_argument("--ais-chains", type=int, default=20, help="AIS chains per image")
+    parser.add_argument(
+        "--ais-leapfrog-steps", type=int, default=10, help="leapfrog steps of each AIS HMC transition"
+    )
     parser.add_argument("--ais-batch", type=int, default=25, help="images per compiled AIS call")
     parser.add_argument(
         "--eval-points",
@@ -107,7 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--eval-splits", default="test,train", help="splits evaluated by AIS: test, train or both"
     )
-    parser.add_argument("--num-train", type=int, default=None, help="use only the first N training images")
+    parser.add_argument(
+        "--num-train", type=int, default=None, help="use only the first N training images; if not given, all"
+    )
     parser.add_argument("--gibbs-sweeps", type=int, default=100, help="block-Gibbs sweeps for in-painting")
     parser.add_argument("--gibbs-digits", type=int, default=16, help="test digits to in-paint")
     parser.add_argument("--gibbs-mh-steps", type=int, default=5, help="L2HMC steps per Gibbs sweep")
@@ -117,13 +121,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=300,
         help="gradient steps of the softmax classifier that labels in-paintings",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and all random keys")
     parser.add_argument(
         "--reuse",
         action="store_true",
         help="load trained models from OUT/models instead of training, when present",
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny settings end to end, for CI (overrides the settings above)"
+    )
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.smoke:
         for name, value in SMOKE.items():
@@ -138,8 +149,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from l2hmc_ppl import dlgm  # noqa: E402
+from l2hmc_ppl.data import binarize, load_mnist  # noqa: E402
+
+DTYPE = jnp.float32
+TOP_HALF = np.arange(784) < 392  # rows 0..13 of the 28 × 28 image
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "n/a" as wide for a NaN (a column the VAE has no chain for)."""
+    text = format(value, spec)
+    return text if math.isfinite(value) else format("n/a", f">{len(text)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,8 +221,9 @@ def train_model(variant: str, args, train_images, mean_image) -> tuple[dlgm.DGLM
         history.append(means)
         log(
             f"{NAMES[variant]:11s} epoch {epoch + 1:3d}/{args.epochs}  ELBO {means['elbo']:8.2f}  "
-            f"log p(x,z_J) {means['log_joint']:8.2f}  acceptance {means['acceptance_rate']:.3f}  "
-            f"ε {means['step_size']:.4f}  ({means['seconds']:.0f} s)"
+            f"log p(x,z_J) {_number(means['log_joint'], '8.2f')}  "
+            f"acceptance {_number(means['acceptance_rate'], '.3f')}  "
+            f"ε {_number(means['step_size'], '.4f')}  ({means['seconds']:.0f} s)"
         )
     return model, {"history": history, "train_seconds": time.perf_counter() - start}
 

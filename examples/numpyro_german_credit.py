@@ -25,17 +25,48 @@ import tempfile
 import time
 from pathlib import Path
 
-import arviz as az
-import jax
-import numpy as np
-import numpyro
-import numpyro.distributions as dist
-from numpyro.diagnostics import effective_sample_size
-from numpyro.infer import MCMC, NUTS, Predictive
 
-import l2hmc_ppl
-from l2hmc_ppl.numpyro import L2HMCKernel, get_dynamics
-from l2hmc_ppl.targets import resolve_german_credit_dir
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser.add_argument(
+        "--num-warmup", type=int, default=500, help="warmup iterations per chain (L2HMC: also its training)"
+    )
+    parser.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    parser.add_argument("--num-chains", type=int, default=2, help="chains per sampler")
+    parser.add_argument(
+        "--chain-method",
+        default="sequential",
+        choices=["sequential", "parallel", "vectorized"],
+        help="how MCMC runs the chains",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the German credit files; if not given, $L2HMC_PPL_GERMAN_CREDIT, "
+        "then ../shared/data/german_credit",
+    )
+    parser.add_argument("--no-progress-bar", action="store_true", help="hide MCMC's progress bars")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import arviz as az  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from numpyro.diagnostics import effective_sample_size  # noqa: E402
+from numpyro.infer import MCMC, NUTS, Predictive  # noqa: E402
+
+import l2hmc_ppl  # noqa: E402
+from l2hmc_ppl.numpyro import L2HMCKernel, get_dynamics  # noqa: E402
+from l2hmc_ppl.targets import resolve_german_credit_dir  # noqa: E402
 
 
 def logistic_regression(features, labels=None):
@@ -81,16 +112,7 @@ def run(kernel, args, options, rng_key):
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--num-warmup", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=1000)
-    parser.add_argument("--num-chains", type=int, default=2)
-    parser.add_argument("--chain-method", default="sequential")
-    parser.add_argument("--data-dir", default=None, help="folder with the German credit files")
-    parser.add_argument("--no-progress-bar", action="store_true")
-    options = parser.parse_args()
+    options = build_parser().parse_args()
     jax.config.update("jax_enable_x64", True)
 
     features, labels, reference_mean, _ = load_german_credit(options.data_dir)

@@ -13,12 +13,31 @@ estimator per gradient evaluation. Takes about a minute on a 2-core laptop CPU.
 import argparse
 import time
 
-import jax
-import numpy as np
 
-import l2hmc_ppl
-from l2hmc_ppl.diagnostics import paper_ess
-from l2hmc_ppl.targets import scg
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--train-steps", type=int, default=2000, help="training iterations (Algorithm 1) after the warm start"
+    )
+    parser.add_argument(
+        "--chains", type=int, default=100, help="evaluation chains per sampler, started from exact draws"
+    )
+    parser.add_argument("--eval-steps", type=int, default=1000, help="MH transitions per evaluation chain")
+    parser.add_argument("--seed", type=int, default=0, help="seed of all the random keys")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import l2hmc_ppl  # noqa: E402
+from l2hmc_ppl.diagnostics import paper_ess  # noqa: E402
+from l2hmc_ppl.targets import scg  # noqa: E402
 
 NUM_LEAPFROG_STEPS = 10
 
@@ -45,12 +64,7 @@ def sample_chains(dynamics, target, rng_key, num_chains, num_steps):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-steps", type=int, default=2000)
-    parser.add_argument("--chains", type=int, default=100)
-    parser.add_argument("--eval-steps", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     target = scg()
     key_dynamics, key_train, key_positions, key_eval = jax.random.split(jax.random.key(args.seed), 4)

@@ -248,8 +248,7 @@ def ais_log_marginal(
         raise ValueError("with adapt_step_size=True, step_size is the initial scalar.")
     if step_size.shape not in ((), (num_annealing_steps,)):
         raise ValueError(
-            f"step_size must be a scalar or of shape ({num_annealing_steps},), "
-            f"got shape {step_size.shape}."
+            f"step_size must be a scalar or of shape ({num_annealing_steps},), got shape {step_size.shape}."
         )
     return _run_ais(
         rng_key,
@@ -278,8 +277,7 @@ def _check_betas(schedule: ArrayLike, num_annealing_steps: int) -> ArrayLike:
     betas = np.asarray(schedule, dtype=np.float64)
     if betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) <= 0):
         raise ValueError(
-            "schedule must increase strictly from exactly 0 to exactly 1; "
-            f"got {betas[0]} ... {betas[-1]}."
+            f"schedule must increase strictly from exactly 0 to exactly 1; got {betas[0]} ... {betas[-1]}."
         )
     return betas
 
@@ -314,9 +312,7 @@ def _run_ais(
     key_init, key_transitions = jax.random.split(rng_key)
     positions = jax.vmap(prior_sample_fn)(jax.random.split(key_init, num_chains))
     if positions.ndim != 2:
-        raise ValueError(
-            f"prior_sample_fn must return a flat latent (dim,), got {positions.shape[1:]}."
-        )
+        raise ValueError(f"prior_sample_fn must return a flat latent (dim,), got {positions.shape[1:]}.")
     dtype = positions.dtype
     betas = betas.astype(dtype)
     inverse_mass_matrix = jnp.ones(positions.shape[1], dtype)
@@ -363,9 +359,7 @@ def _run_ais(
         carry = (states.position, log_weights, log_step_size, sum_acceptance + mean_acceptance)
         return carry, current_step_size
 
-    initial_log_step_size = (
-        jnp.log(step_size).astype(dtype) if adapt_step_size else jnp.zeros((), dtype)
-    )
+    initial_log_step_size = jnp.log(step_size).astype(dtype) if adapt_step_size else jnp.zeros((), dtype)
     init = (positions, jnp.zeros(num_chains, dtype), initial_log_step_size, jnp.zeros((), dtype))
     inputs = (
         betas[:-1],
@@ -373,9 +367,7 @@ def _run_ais(
         jax.random.split(key_transitions, num_annealing_steps),
         fixed_step_sizes,
     )
-    (positions, log_weights, _, sum_acceptance), step_sizes = jax.lax.scan(
-        one_temperature, init, inputs
-    )
+    (positions, log_weights, _, sum_acceptance), step_sizes = jax.lax.scan(one_temperature, init, inputs)
     log_marginal, standard_error = log_mean_exp_and_standard_error(log_weights)
     return AISResult(
         log_marginal=log_marginal,

@@ -51,9 +51,11 @@ from blackjax.base import AdaptationAlgorithm, SamplingAlgorithm
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from l2hmc_ppl.core.chains import num_chains, spread_position
 from l2hmc_ppl.core.kernel import L2HMCInfo, L2HMCState, build_kernel, init
-from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_hidden_size
-from l2hmc_ppl.training.train import _batch_size
+from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_dynamics, default_hidden_size
+from l2hmc_ppl.training.config import TrainConfig
+from l2hmc_ppl.training.train import train
 
 __all__ = [
     "AdaptationResults",
@@ -72,7 +74,9 @@ LogdensityFn = Callable[[ArrayTree], ArrayLike]
 
 
 def _kernel_with_threshold(rng_key, state, logdensity_fn, dynamics, divergence_threshold, aux):
-    return build_kernel(divergence_threshold)(rng_key, state, logdensity_fn, dynamics, aux)
+    return build_kernel(divergence_threshold=divergence_threshold)(
+        rng_key, state, logdensity_fn, dynamics, aux
+    )
 
 
 # One compiled kernel for every algorithm built by `as_top_level_api`: the dynamics and the
@@ -150,70 +154,80 @@ def l2hmc_adaptation(
     logdensity_fn: LogdensityFn,
     dynamics: L2HMCDynamics | None = None,
     *,
-    num_leapfrog_steps: int = 10,
+    config: TrainConfig | None = None,
+    num_particles: int = 64,
+    particle_spread: float = 1e-2,
+    num_leapfrog_steps: int | None = None,
     hidden_size: int | None = None,
     step_size: float = 0.1,
-    num_particles: int = 64,
-    jitter: float = 1e-2,
-    start_from_hmc: bool = True,
-    **train_kwargs,
+    step_size_jitter: float | None = None,
+    **train_options: Any,
 ) -> AdaptationAlgorithm:
     """Training as an adaptation, shaped like ``blackjax.window_adaptation``.
 
-    ``run(rng_key, position, num_steps=1000)`` trains the L2HMC dynamics with `l2hmc_ppl.train`
-    (Algorithm 1 of the paper, SPEC §5: persistent chains, one Adam step per iteration) and returns
-    ``(AdaptationResults(state, parameters), history)`` with ``parameters = {"dynamics": trained}``,
-    ready to be splatted into ``l2hmc(logdensity_fn, **parameters)``.
+    ``run(rng_key, position, num_steps=1000)`` trains the L2HMC dynamics with
+    [`train`][l2hmc_ppl.train] (burn-in and HMC tuning, Algorithm 1 of the paper, selection) and
+    returns ``(AdaptationResults(state, parameters), history)`` with
+    ``parameters = {"dynamics": trained}``, ready to be splatted into
+    ``l2hmc(logdensity_fn, **parameters)``.
 
     Training needs a batch of chains, so ``run`` accepts either
 
-    - **one position** (as ``window_adaptation.run`` does; a 1-d array or any pytree): it is
-      replicated into ``num_particles`` training chains, each perturbed by ``jitter`` · N(0, I)
-      so that the chains are not identical, and the returned ``state`` is that of the first
-      training chain at the end (one `L2HMCState`, like window adaptation's); or
+    - **one position** (as ``window_adaptation.run`` does; a scalar, a 1-d array or any pytree): it
+      is spread into ``num_particles`` training chains, each perturbed by
+      ``particle_spread`` · N(0, I), and the returned ``state`` is that of the first training chain
+      at the end (one `L2HMCState`, like window adaptation's); or
     - **a batch of positions** (a 2-d array ``(num_chains, dim)``, or any pytree with a leading
       chain axis and ``batched=True``): the chains are trained as given and the returned ``state``
       is batched, one per chain, ready for ``jax.vmap`` over chains.
 
     A 2-d array is read as a batch unless ``batched=False`` is passed to ``run``. Unlike window
-    adaptation, ``run`` is a Python training loop: call it once, outside ``jax.vmap``/``jax.jit``
-    (vmapping it over chains, as is done with window adaptation, is neither possible nor needed,
-    since all chains share the trained dynamics).
+    adaptation, ``run`` is a Python loop over compiled chunks: call it once, outside
+    ``jax.vmap``/``jax.jit`` (vmapping it over chains, as is done with window adaptation, is
+    neither possible nor needed, since all chains share the trained dynamics).
 
     Args:
         logdensity_fn: log p up to a constant, taking one position.
-        dynamics: the dynamics to start from; ``None`` builds fresh `L2HMCDynamics` of the
-            position's dimension, with a key derived from ``run``'s ``rng_key``.
-        num_leapfrog_steps: M, for dynamics built here.
-        hidden_size: network width for dynamics built here; ``None`` uses `default_hidden_size`.
-        step_size: initial ε for dynamics built here.
-        start_from_hmc: zero the output heads of dynamics built here, so that training starts from
-            exactly HMC with the warm start's ε and preconditioner (S = Q = T = 0). With ``False``
-            the heads keep the paper's small random initialisation, which on a 25-d posterior
-            already costs much of the warm-started HMC's acceptance (0.7 → 0.2 on German credit)
-            before the first update.
+        dynamics: the dynamics to start from; ``None`` builds
+            [`default_dynamics`][l2hmc_ppl.default_dynamics] of the position's dimension (zero heads:
+            training starts from exactly the tuned HMC), with a key derived from ``run``'s key.
+        config: the training options ([`TrainConfig`][l2hmc_ppl.TrainConfig]); ``run``'s
+            ``num_steps`` replaces its ``num_steps``.
         num_particles: number of training chains made from a single position.
-        jitter: standard deviation of the perturbation that spreads a single position into
+        particle_spread: standard deviation of the perturbation that spreads a single position into
             ``num_particles`` chains.
-        **train_kwargs: passed to `l2hmc_ppl.train` (``learning_rate``, ``loss_scale``,
-            ``warm_start``, ``dense_mass``, ``optimizer``, ...); ``progress_bar`` defaults to
-            ``False`` here.
+        num_leapfrog_steps: M, for dynamics built here.
+        hidden_size: network width for dynamics built here.
+        step_size: initial ε for dynamics built here.
+        step_size_jitter: step-size jitter for dynamics built here.
+        **train_options: any [`TrainConfig`][l2hmc_ppl.TrainConfig] field (``learning_rate``,
+            ``dense_mass``, ``progress_bar``, ...), overriding ``config``.
 
     Returns:
         ``AdaptationAlgorithm(run)``; ``run(rng_key, position, num_steps=1000, *, batched=None)``
         returns ``(AdaptationResults(state, {"dynamics": trained}), history)`` where ``history``
-        is the `TrainingHistory` of `l2hmc_ppl.train`.
+        is the [`TrainingHistory`][l2hmc_ppl.TrainingHistory] of the training.
 
     Example:
-        >>> warmup = l2hmc_adaptation(logdensity_fn, num_leapfrog_steps=10)
-        >>> (state, parameters), history = warmup.run(rng_key, position, num_steps=2000)
+        >>> warmup = l2hmc_adaptation(logdensity_fn)
+        >>> (state, parameters), history = warmup.run(rng_key, position, num_steps=1000)
         >>> sampler = l2hmc(logdensity_fn, **parameters)
     """
-    if not (isinstance(num_particles, int) and num_particles >= 1):
+    if not (isinstance(num_particles, int) and not isinstance(num_particles, bool) and num_particles >= 1):
         raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
     if dynamics is not None and not isinstance(dynamics, L2HMCDynamics):
         raise TypeError(f"dynamics must be an L2HMCDynamics or None, got {type(dynamics).__name__}")
-    train_kwargs.setdefault("progress_bar", False)
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not (isinstance(particle_spread, (int, float)) and particle_spread >= 0):
+        raise ValueError(f"particle_spread must be a non-negative number, got {particle_spread!r}")
+    base_config = (config or TrainConfig()).replace(**train_options)
+    dynamics_options = dict(
+        num_leapfrog_steps=num_leapfrog_steps,
+        hidden_size=hidden_size,
+        step_size=step_size,
+        step_size_jitter=step_size_jitter,
+    )
 
     def run(
         rng_key: PRNGKeyArray,
@@ -222,50 +236,36 @@ def l2hmc_adaptation(
         *,
         batched: bool | None = None,
     ) -> tuple[AdaptationResults, Any]:
-        from l2hmc_ppl.training import train  # the training module imports heavier dependencies
-
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(position)):
             raise TypeError(
                 "l2hmc_adaptation(...).run is a Python training loop and cannot run under jax.vmap or "
                 "jax.jit; call it once on a single position or on a batch of positions (all chains "
                 "share the trained dynamics)"
             )
+        config = base_config.replace(num_steps=num_steps)
         position = jax.tree_util.tree_map(jnp.asarray, position)
         if batched is None:
             leaves = jax.tree_util.tree_leaves(position)
             batched = len(leaves) == 1 and isinstance(position, jax.Array) and position.ndim == 2
-        key_dynamics, key_jitter, key_train = jax.random.split(rng_key, 3)
+        key_dynamics, key_spread, key_train = jax.random.split(rng_key, 3)
         if batched:
+            num_chains(position, "position")  # a clear error for leaves without a common chain axis
             single = jax.tree_util.tree_map(lambda leaf: leaf[0], position)
-            _batch_size(position)  # a clear error for leaves without a common chain axis
             positions = position
         else:
             single = position
-            flat, unravel = ravel_pytree(position)
-            noise = jitter * jax.random.normal(key_jitter, (num_particles, flat.size), flat.dtype)
-            positions = jax.vmap(unravel)(flat + noise)
+            positions = spread_position(key_spread, position, num_particles, particle_spread)
         flat_single, _ = ravel_pytree(single)
         dim = flat_single.size
         if dynamics is None:
-            start = L2HMCDynamics(
-                dim,
-                num_leapfrog_steps=num_leapfrog_steps,
-                hidden_size=default_hidden_size(dim) if hidden_size is None else hidden_size,
-                step_size=step_size,
-                key=key_dynamics,
-                dtype=flat_single.dtype,
-            )
-            if start_from_hmc:
-                start = start.as_hmc_limit()
+            start = default_dynamics(dim, key=key_dynamics, dtype=flat_single.dtype, **dynamics_options)
         else:
             start = dynamics
         if start.dim != dim:
             raise ValueError(
                 f"the position has {dim} coordinates but the dynamics were built for {start.dim}"
             )
-        trained, history = train(
-            key_train, logdensity_fn, start, positions, num_steps=num_steps, **train_kwargs
-        )
+        trained, history = train(key_train, logdensity_fn, start, positions, config)
         final_state = history.final_state
         state = final_state if batched else jax.tree_util.tree_map(lambda leaf: leaf[0], final_state)
         return AdaptationResults(state, {"dynamics": trained}), history

@@ -102,9 +102,7 @@ def resolve_mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
         if candidate.is_dir():
             return candidate.resolve()
     searched = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"MNIST folder not found (from {origin}; looked in: {searched}). {_WHERE_TO_GET}"
-    )
+    raise FileNotFoundError(f"MNIST folder not found (from {origin}; looked in: {searched}). {_WHERE_TO_GET}")
 
 
 def _find_file(folder: Path, stem: str) -> Path:
@@ -126,8 +124,7 @@ def _read_bytes(path: Path) -> bytes:
         return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as error:  # truncated or corrupt stream
         raise ValueError(
-            f"{path}: corrupt or truncated gzip file ({error}). "
-            "Download it again from an MNIST mirror."
+            f"{path}: corrupt or truncated gzip file ({error}). Download it again from an MNIST mirror."
         ) from error
 
 
@@ -149,8 +146,7 @@ def _parse_idx(path: Path, magic: int, num_dims: int) -> np.ndarray:
     header_size = 4 * (1 + num_dims)
     if len(data) < header_size:
         raise ValueError(
-            f"{path}: truncated IDX file ({len(data)} bytes, the header alone is "
-            f"{header_size} bytes)."
+            f"{path}: truncated IDX file ({len(data)} bytes, the header alone is {header_size} bytes)."
         )
     header = np.frombuffer(data, dtype=">u4", count=1 + num_dims)
     if int(header[0]) != magic:
@@ -222,8 +218,7 @@ def load_mnist(
         )
     if labels.shape[0] != images.shape[0]:
         raise ValueError(
-            f"{image_path} holds {images.shape[0]} images but {label_path} holds "
-            f"{labels.shape[0]} labels."
+            f"{image_path} holds {images.shape[0]} images but {label_path} holds {labels.shape[0]} labels."
         )
     if labels.size and int(labels.max()) >= _NUM_CLASSES:
         raise ValueError(f"{label_path}: label {int(labels.max())} is not a digit.")

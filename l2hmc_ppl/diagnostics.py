@@ -261,9 +261,7 @@ def mode_assignments(
     samples = np.asarray(samples, dtype=np.float64)
     modes = np.asarray(modes, dtype=np.float64)
     if modes.ndim != 2 or samples.shape[-1] != modes.shape[1]:
-        raise ValueError(
-            f"modes must have shape (num_modes, {samples.shape[-1]}), got {modes.shape}"
-        )
+        raise ValueError(f"modes must have shape (num_modes, {samples.shape[-1]}), got {modes.shape}")
     squared_distances = np.sum((samples[..., None, :] - modes) ** 2, axis=-1)
     return np.argmin(squared_distances, axis=-1)
 

@@ -60,7 +60,8 @@ from numpyro.util import identity, is_prng_key
 
 from l2hmc_ppl.core.kernel import L2HMCState, build_kernel
 from l2hmc_ppl.core.kernel import init as init_chain_state
-from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_hidden_size
+from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_dynamics
+from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.train import train
 
 __all__ = ["L2HMCKernel", "L2HMCKernelState", "TrainingSummary", "get_dynamics"]
@@ -141,45 +142,38 @@ class L2HMCKernel(MCMCKernel):
     on a pytree z; then ``init_params`` must be given to `MCMC.run`).
 
     During warmup the sampler trains (see the module docstring): inside ``init`` each chain builds
-    its dynamics and runs `l2hmc_ppl.train` on ``num_particles`` particles; the ``num_warmup``
-    iterations then burn in (first half with the HMC limit of the dynamics, second half with the
-    trained dynamics); sampling uses the trained, frozen dynamics.
+    its dynamics and runs [`train`][l2hmc_ppl.train] on ``num_particles`` particles (burn-in and HMC
+    tuning, Algorithm 1, selection); the ``num_warmup`` iterations then burn the chain in (first
+    half with the HMC limit of the dynamics, second half with the trained dynamics); sampling uses
+    the trained, frozen dynamics.
 
     Args:
         model: a NumPyro model (mutually exclusive with ``potential_fn``).
         potential_fn: U(z), the negative log density of the target (mutually exclusive with
             ``model``).
-        dynamics: ready `l2hmc_ppl.L2HMCDynamics` (e.g. trained by an earlier run, see
-            `get_dynamics`); then no training happens and warmup only burns in.
-        num_leapfrog_steps: M, learned leapfrog steps per transition (when ``dynamics`` is not given).
-        hidden_size: width of the networks; default ``min(100, max(10, 2·dim))``.
-        step_size: initial ε of new dynamics (the warm start adapts it).
-        num_particles: size of the training batch of persistent particles (per chain).
+        dynamics: ready [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] (e.g. trained by an earlier run,
+            see [`get_dynamics`][l2hmc_ppl.numpyro.get_dynamics]); then no training happens and
+            warmup only burns in.
+        config: the training options ([`TrainConfig`][l2hmc_ppl.TrainConfig]). Its ``num_steps``
+            is replaced by ``num_training_steps`` (default ``num_warmup``) and, unless set here or
+            in ``train_options``, its ``num_warm_start_steps`` by
+            ``min(400, max(16, num_training_steps // 2))``.
         num_training_steps: iterations of Algorithm 1; default ``num_warmup``. 0 skips training.
-        num_warm_start_steps: HMC warm-start transitions before training; default
-            ``min(400, max(8, num_training_steps // 2))``.
-        learning_rate: Adam learning rate (ignored when ``optimizer`` is given).
-        optimizer: an Optax optimizer (default Adam with ``learning_rate``).
-        loss_scale: λ² of the loss (a scalar or a per-coordinate vector of the flat dimension).
-        burn_in_weight: λ_b, weight of the burn-in term of the loss.
-        initial_distribution: q of the burn-in term (see `l2hmc_ppl.train`).
-        temperature_schedule: annealing schedule for multimodal targets (see `l2hmc_ppl.train`).
-        max_grad_norm: clip the training gradients at this global norm.
-        warm_start: run the HMC warm start (step size and preconditioner) before training.
-        dense_mass: estimate a dense preconditioner in the warm start.
-        train_options: further keyword arguments for `l2hmc_ppl.train`.
-        training_progress_bar: show a progress bar during the training of a single or sequential
-            chain (it then runs eagerly and compiles once per chain; off by default, when the
-            per-chain init is compiled once and reused by all chains).
-        step_size_jitter: j in [0, 1): each sampling transition uses ε·u with u ~ U(1 − j, 1),
-            drawn independently of the state, which keeps every transition exact (a mixture of
-            p-invariant kernels). With a fixed ε and M, HMC-like samplers, and L2HMC trained on the
-            expected squared jump, resonate: on near-Gaussian posteriors they move x to about −x,
-            so that means mix fast but variances do not; the jitter breaks this. It only shortens
-            the step: trained networks can be unstable above the ε they were trained at. 0 gives
-            the paper's fixed-ε kernel. Training (inside ``train``) is not jittered.
+        num_particles: size of the training batch of persistent particles (per chain).
+        num_leapfrog_steps: M of new dynamics (default
+            [`DEFAULT_NUM_LEAPFROG_STEPS`][l2hmc_ppl.dynamics.DEFAULT_NUM_LEAPFROG_STEPS]).
+        hidden_size: width of new dynamics' networks (default
+            [`default_hidden_size`][l2hmc_ppl.dynamics.default_hidden_size]).
+        step_size: initial ε of new dynamics (the warm start adapts it).
+        step_size_jitter: the step-size jitter of new dynamics (default
+            [`DEFAULT_STEP_SIZE_JITTER`][l2hmc_ppl.dynamics.DEFAULT_STEP_SIZE_JITTER]); 0 gives the
+            paper's fixed-ε kernel.
         divergence_threshold: a transition is divergent when −log A exceeds this value.
         init_strategy: NumPyro init strategy, for the chain and the particles (models only).
+        progress_bar: show the training's progress bars (warm start, training) inside ``init``;
+            they are off when NumPyro runs the chains vectorized or in parallel (traced).
+        **train_options: any [`TrainConfig`][l2hmc_ppl.TrainConfig] field (``learning_rate``,
+            ``dense_mass``, ``objective``, ...), overriding ``config``.
 
     Example:
         >>> from numpyro.infer import MCMC
@@ -199,70 +193,62 @@ class L2HMCKernel(MCMCKernel):
         potential_fn: Callable | None = None,
         *,
         dynamics: L2HMCDynamics | None = None,
-        num_leapfrog_steps: int = 10,
+        config: TrainConfig | None = None,
+        num_training_steps: int | None = None,
+        num_particles: int = 64,
+        num_leapfrog_steps: int | None = None,
         hidden_size: int | None = None,
         step_size: float = 0.1,
-        num_particles: int = 64,
-        num_training_steps: int | None = None,
-        num_warm_start_steps: int | None = None,
-        learning_rate: float = 1e-3,
-        optimizer=None,
-        loss_scale=0.1,
-        burn_in_weight: float = 0.0,
-        initial_distribution=None,
-        temperature_schedule=None,
-        max_grad_norm: float | None = None,
-        warm_start: bool = True,
-        dense_mass: bool = False,
-        train_options: dict | None = None,
-        training_progress_bar: bool = False,
-        step_size_jitter: float = 0.5,
+        step_size_jitter: float | None = None,
         divergence_threshold: float = 1000.0,
         init_strategy: Callable = init_to_uniform,
+        progress_bar: bool = True,
+        **train_options: Any,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("Only one of `model` or `potential_fn` must be specified.")
         if dynamics is not None and not isinstance(dynamics, L2HMCDynamics):
             raise TypeError(f"dynamics must be an L2HMCDynamics, got {type(dynamics).__name__}")
-        if not (isinstance(num_particles, int) and num_particles >= 2):
+        if not (
+            isinstance(num_particles, int) and not isinstance(num_particles, bool) and num_particles >= 2
+        ):
             raise ValueError(f"num_particles must be an integer >= 2, got {num_particles!r}")
         if num_training_steps is not None and not (
-            isinstance(num_training_steps, int) and num_training_steps >= 0
+            isinstance(num_training_steps, int)
+            and not isinstance(num_training_steps, bool)
+            and num_training_steps >= 0
         ):
             raise ValueError(f"num_training_steps must be a non-negative integer, got {num_training_steps!r}")
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not (isinstance(divergence_threshold, (int, float)) and divergence_threshold > 0):
+            raise ValueError(f"divergence_threshold must be a positive number, got {divergence_threshold!r}")
+        # Fail now, not inside init, for a bad option; the step counts are filled in by init.
+        self._config = (config or TrainConfig()).replace(**train_options)
+        self._warm_start_steps_given = "num_warm_start_steps" in train_options or (
+            config is not None and config.num_warm_start_steps != TrainConfig().num_warm_start_steps
+        )
         self._model = model
         self._potential_fn = potential_fn
         self._dynamics = dynamics
-        self._num_leapfrog_steps = num_leapfrog_steps
-        self._hidden_size = hidden_size
-        self._step_size = step_size
-        self._num_particles = num_particles
         self._num_training_steps = num_training_steps
-        self._num_warm_start_steps = num_warm_start_steps
-        self._train_options = dict(
-            learning_rate=learning_rate,
-            optimizer=optimizer,
-            loss_scale=loss_scale,
-            burn_in_weight=burn_in_weight,
-            initial_distribution=initial_distribution,
-            temperature_schedule=temperature_schedule,
-            max_grad_norm=max_grad_norm,
-            warm_start=warm_start,
-            dense_mass=dense_mass,
-            **(train_options or {}),
+        self._num_particles = num_particles
+        self._dynamics_options = dict(
+            num_leapfrog_steps=num_leapfrog_steps,
+            hidden_size=hidden_size,
+            step_size=step_size,
+            step_size_jitter=step_size_jitter,
         )
-        self._training_progress_bar = training_progress_bar
-        if not 0.0 <= step_size_jitter < 1.0:
-            raise ValueError(f"step_size_jitter must be in [0, 1), got {step_size_jitter!r}")
-        self._step_size_jitter = step_size_jitter
-        self._divergence_threshold = divergence_threshold
+        default_dynamics(1, key=jax.random.key(0), **self._dynamics_options)  # check them now
+        self._divergence_threshold = float(divergence_threshold)
         self._init_strategy = init_strategy
+        self._progress_bar = bool(progress_bar)
         self._num_warmup = 0
         self._initialized = False
         # Built from the model on the first init (or lazily after unpickling); dropped on pickling.
         self._potential_fn_gen = None
         self._postprocess_fn_gen = None
-        self._init_cache: dict = {}
+        self._logdensity_cache: dict = {}
 
     # ----------------------------------------------------------------------------------------
     # MCMCKernel interface
@@ -342,23 +328,22 @@ class L2HMCKernel(MCMCKernel):
             raise ValueError("Valid value of `init_params` must be provided with `potential_fn`.")
         if isinstance(init_params, ParamInfo):
             init_params = init_params.z
-        init_params = jax.tree_util.tree_map(jnp.asarray, init_params)
-
-        potential_fn = self.get_potential_fn(model_args, model_kwargs)
-        num_training_steps = self._resolve_num_training_steps(num_warmup)
+        init_params = _checked_init_params(init_params, num_chains)
+        logdensity_fn = self._logdensity_fn(model_args, model_kwargs)
+        config = self._training_config(num_warmup)
         particles = None
-        if num_training_steps > 0:
+        if config is not None:
             particles = self._initial_particles(
-                key_particles, init_params, num_chains, potential_fn, model_args, model_kwargs
+                key_particles, init_params, num_chains, logdensity_fn, model_args, model_kwargs
             )
-        progress_bar = bool(self._training_progress_bar) and not vectorized and not _under_transform(rng_key)
-        init_fn = self._get_init_fn(potential_fn, num_training_steps, progress_bar, model_args, model_kwargs)
-        if vectorized:
-            state = jax.vmap(init_fn)(rng_key, init_params, particles)
-        else:
-            state = init_fn(rng_key, init_params, particles)
+
+        def init_fn(key, position, particles):
+            return self._init_one_chain(key, position, particles, logdensity_fn, config)
+
         self._initialized = True
-        return state
+        if vectorized:
+            return jax.vmap(init_fn)(rng_key, init_params, particles)
+        return init_fn(rng_key, init_params, particles)
 
     def sample(self, state: L2HMCKernelState, model_args, model_kwargs) -> L2HMCKernelState:
         """One L2HMC transition with the chain's frozen dynamics (vectorized over a chain axis).
@@ -371,24 +356,24 @@ class L2HMCKernel(MCMCKernel):
         Returns:
             The next `L2HMCKernelState`.
         """
-        potential_fn = self.get_potential_fn(model_args, model_kwargs)
+        logdensity_fn = self._logdensity_fn(model_args, model_kwargs)
         if jnp.ndim(state.i) == 0:
-            return self._transition(state, potential_fn)
-        return jax.vmap(lambda s: self._transition(s, potential_fn))(state)
+            return self._transition(state, logdensity_fn)
+        return jax.vmap(lambda s: self._transition(s, logdensity_fn))(state)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         # Drop the closures built from the model; they are rebuilt on demand after unpickling.
         state["_potential_fn_gen"] = None
         state["_postprocess_fn_gen"] = None
-        state["_init_cache"] = {}
+        state["_logdensity_cache"] = {}
         return state
 
     # ----------------------------------------------------------------------------------------
     # Internals
     def _initialize(self, rng_key, model_args, model_kwargs):
         """``initialize_model`` (at a batch of keys or one key); keeps the potential and postprocess."""
-        _check_no_discrete_latents(self._model, model_args, model_kwargs)
+        _check_latent_sites(self._model, model_args, model_kwargs, self._init_strategy)
         model_info = initialize_model(
             rng_key,
             self._model,
@@ -405,29 +390,64 @@ class L2HMCKernel(MCMCKernel):
         if self._potential_fn_gen is None:
             self._initialize(jax.random.key(0), model_args, model_kwargs or {})
 
-    def _resolve_num_training_steps(self, num_warmup: int) -> int:
+    def _logdensity_fn(self, model_args, model_kwargs) -> Callable:
+        """log p(z) = −U(z), one function object per model arguments.
+
+        The training is compiled once per log-density function: returning the same object for the
+        same arguments lets every chain (and every later run) reuse the first chain's compilation.
+        Arrays are keyed by identity, as NumPyro's own MCMC caches its compiled functions.
+        """
+        try:
+            key = (
+                jax.tree_util.tree_map(_hashable, tuple(model_args)),
+                jax.tree_util.tree_map(_hashable, tuple(sorted((model_kwargs or {}).items()))),
+            )
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in self._logdensity_cache:
+            return self._logdensity_cache[key]
+        potential_fn = self.get_potential_fn(model_args, model_kwargs)
+
+        def logdensity_fn(z):
+            return -potential_fn(z)
+
+        if key is not None and not _under_transform(model_args, model_kwargs):
+            self._logdensity_cache[key] = logdensity_fn
+        return logdensity_fn
+
+    def _training_config(self, num_warmup: int) -> TrainConfig | None:
+        """The training options for ``num_warmup`` (``None``: no training)."""
         if self._dynamics is not None:
-            return 0
-        steps = num_warmup if self._num_training_steps is None else self._num_training_steps
-        if steps == 0:
+            return None
+        num_steps = num_warmup if self._num_training_steps is None else self._num_training_steps
+        if num_steps == 0:
             warnings.warn(
                 "L2HMCKernel: no training (num_warmup=0 and num_training_steps unset); the dynamics "
-                "stay at their untrained HMC limit with step size "
-                f"{self._step_size}. Give num_warmup > 0 or a trained `dynamics=`.",
-                stacklevel=3,
+                "stay at their untrained HMC limit. Give num_warmup > 0 or a trained `dynamics=`.",
+                stacklevel=4,
             )
-        return steps
+            return None
+        config = self._config.replace(
+            num_steps=num_steps, progress_bar=self._config.progress_bar and self._progress_bar
+        )
+        if not self._warm_start_steps_given:
+            config = config.replace(num_warm_start_steps=min(400, max(16, num_steps // 2)))
+        return config
 
-    def _initial_particles(self, rng_key, init_params, num_chains, potential_fn, model_args, model_kwargs):
+    def _initial_particles(self, rng_key, init_params, num_chains, logdensity_fn, model_args, model_kwargs):
         """Training particles per chain: the chain's initial point, then ``num_particles − 1`` more.
 
         For a model they are drawn by ``init_strategy``; for a ``potential_fn`` they are the initial
         point plus a uniform jitter in (−2, 2) per coordinate (the width of ``init_to_uniform``),
-        falling back to the initial point where the potential is not finite.
+        falling back to the initial point where the log density is not finite.
         """
         num_other = self._num_particles - 1
-        batch = 1 if num_chains is None else num_chains
-        keys = rng_key[None] if num_chains is None else rng_key
+        batched_init = (
+            init_params if num_chains is not None else jax.tree_util.tree_map(lambda x: x[None], init_params)
+        )
+        keys = rng_key if num_chains is not None else rng_key[None]
+        batch = keys.shape[0]
         if self._model is not None:
             draw_keys = jax.vmap(lambda k: jax.random.split(k, num_other))(keys).reshape(-1, *keys.shape[1:])
             drawn = initialize_model(
@@ -445,61 +465,19 @@ class L2HMCKernel(MCMCKernel):
                 flat, unravel = ravel_pytree(z)
                 noise = jax.random.uniform(key, (num_other, flat.size), flat.dtype, -2.0, 2.0)
                 candidates = flat + noise
-                finite = jax.vmap(lambda x: jnp.isfinite(potential_fn(unravel(x))))(candidates)
+                finite = jax.vmap(lambda x: jnp.isfinite(logdensity_fn(unravel(x))))(candidates)
                 candidates = jnp.where(finite[:, None], candidates, flat)
                 return jax.vmap(unravel)(candidates)
 
-            chain_init = (
-                init_params
-                if num_chains is not None
-                else jax.tree_util.tree_map(lambda x: x[None], init_params)
-            )
-            others = jax.vmap(jitter)(keys, chain_init)
-        chain_init = (
-            init_params if num_chains is not None else jax.tree_util.tree_map(lambda x: x[None], init_params)
-        )
+            others = jax.vmap(jitter)(keys, batched_init)
         particles = jax.tree_util.tree_map(
             lambda first, rest: jnp.concatenate([first[:, None].astype(rest.dtype), rest], axis=1),
-            chain_init,
+            batched_init,
             others,
         )
         if num_chains is None:
             particles = jax.tree_util.tree_map(lambda x: x[0], particles)
         return particles
-
-    def _get_init_fn(self, potential_fn, num_training_steps, progress_bar, model_args, model_kwargs):
-        """The per-chain init (training included), jitted and cached per model arguments.
-
-        Sequential chains then compile the training once; under ``vmap``/``pmap`` it is traced as
-        part of NumPyro's program. With a training progress bar it runs eagerly (the bar needs the
-        host between chunks), and compiles once per chain.
-        """
-        try:
-            key = (
-                num_training_steps,
-                progress_bar,
-                jax.tree_util.tree_map(_hashable, tuple(model_args)),
-                jax.tree_util.tree_map(_hashable, tuple(sorted(model_kwargs.items()))),
-            )
-            hash(key)
-        except TypeError:
-            key = None
-        if key is not None and key in self._init_cache:
-            return self._init_cache[key]
-
-        def logdensity_fn(z):
-            return -potential_fn(z)
-
-        def init_fn(rng_key, position, particles):
-            return self._init_one_chain(
-                rng_key, position, particles, logdensity_fn, num_training_steps, progress_bar
-            )
-
-        if not progress_bar:
-            init_fn = jax.jit(init_fn)
-        if key is not None and not _under_transform(model_args, model_kwargs):
-            self._init_cache[key] = init_fn
-        return init_fn
 
     def _build_dynamics(self, rng_key, position) -> L2HMCDynamics:
         flat, _ = ravel_pytree(position)
@@ -511,24 +489,24 @@ class L2HMCKernel(MCMCKernel):
                     f"{dim} unconstrained coordinates"
                 )
             return self._dynamics
-        hidden_size = self._hidden_size or default_hidden_size(dim)
-        return L2HMCDynamics(
-            dim,
-            num_leapfrog_steps=self._num_leapfrog_steps,
-            hidden_size=hidden_size,
-            step_size=self._step_size,
-            key=rng_key,
-            dtype=flat.dtype,
-        )
+        return default_dynamics(dim, key=rng_key, dtype=flat.dtype, **self._dynamics_options)
 
-    def _init_one_chain(self, rng_key, position, particles, logdensity_fn, num_training_steps, progress_bar):
+    def _init_one_chain(self, rng_key, position, particles, logdensity_fn, config: TrainConfig | None):
         key_chain, key_dynamics, key_train = jax.random.split(rng_key, 3)
         dynamics = self._build_dynamics(key_dynamics, position)
         dtype = ravel_pytree(position)[0].dtype
-        if num_training_steps > 0:
-            dynamics, training, position = self._train(
-                key_train, logdensity_fn, dynamics, particles, num_training_steps, progress_bar
+        if config is not None:
+            dynamics, history = train(key_train, logdensity_fn, dynamics, particles, config)
+            num_tail = max(1, config.num_steps // 10)
+            loss = jnp.asarray(history.loss)
+            training = TrainingSummary(
+                loss=loss,
+                acceptance_rate=jnp.asarray(history.acceptance_rate),
+                step_size=jnp.asarray(history.step_size),
+                final_loss=jnp.nanmean(loss[-num_tail:]),
             )
+            # The chain starts where its first particle ended: burned in by the warm start and training.
+            position = jax.tree_util.tree_map(lambda x: x[0], history.final_state.position)
         else:
             empty = jnp.zeros((0,), dtype)
             training = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype))
@@ -551,54 +529,21 @@ class L2HMCKernel(MCMCKernel):
             rng_key=key_chain,
         )
 
-    def _train(self, rng_key, logdensity_fn, dynamics, particles, num_training_steps, progress_bar):
-        """Warm start + Algorithm 1 on the particles; returns (dynamics, summary, chain start)."""
-        options = {k: v for k, v in self._train_options.items() if v is not None}
-        num_warm_start = self._num_warm_start_steps
-        if num_warm_start is None:
-            num_warm_start = min(400, max(8, num_training_steps // 2))
-        if options.get("warm_start", True):
-            options["num_warm_start_steps"] = num_warm_start
-        dynamics, history = train(
-            rng_key,
-            logdensity_fn,
-            dynamics,
-            particles,
-            num_steps=num_training_steps,
-            progress_bar=progress_bar,
-            **options,
-        )
-        num_tail = max(1, num_training_steps // 10)
-        loss = jnp.asarray(history.loss)
-        summary = TrainingSummary(
-            loss=loss,
-            acceptance_rate=jnp.asarray(history.acceptance_rate),
-            step_size=jnp.asarray(history.step_size),
-            final_loss=jnp.nanmean(loss[-num_tail:]),
-        )
-        start = jax.tree_util.tree_map(lambda x: x[0], history.final_state.position)
-        return dynamics, summary, start
-
-    def _transition(self, state: L2HMCKernelState, potential_fn) -> L2HMCKernelState:
-        def logdensity_fn(z):
-            return -potential_fn(z)
-
-        rng_key, key_jitter, key_transition = jax.random.split(state.rng_key, 3)
+    def _transition(self, state: L2HMCKernelState, logdensity_fn) -> L2HMCKernelState:
+        rng_key, key_transition = jax.random.split(state.rng_key)
         chain = L2HMCState(state.z, -state.potential_energy, _negate(state.z_grad))
         dynamics = state.dynamics
-        # The first half of warmup burns in with the HMC limit (zero networks: HMC with the trained ε
-        # and preconditioner). Networks trained near the posterior can be useless far from it, and a
-        # chain started by init_strategy (always the case with given dynamics) may start far out.
+        # The first half of warmup burns in with the HMC limit (zero networks: HMC with the trained ε,
+        # jitter and preconditioner). Networks trained near the posterior can be useless far from
+        # it, and a chain given `dynamics=` starts where init_strategy puts it, maybe far out.
         hmc_limit = dynamics.as_hmc_limit()
         use_hmc_limit = state.i < self._num_warmup // 2
         dynamics = jax.tree_util.tree_map(
             lambda hmc, learned: jnp.where(use_hmc_limit, hmc, learned), hmc_limit, dynamics
         )
-        if self._step_size_jitter:
-            jitter = self._step_size_jitter
-            factor = jax.random.uniform(key_jitter, (), dynamics.log_step_size.dtype, 1 - jitter, 1)
-            dynamics = dynamics.with_step_size(dynamics.step_size * factor)
-        new, info = build_kernel(self._divergence_threshold)(key_transition, chain, logdensity_fn, dynamics)
+        new, info = build_kernel(divergence_threshold=self._divergence_threshold)(
+            key_transition, chain, logdensity_fn, dynamics
+        )
         itr = state.i + 1
         count = jnp.where(state.i < self._num_warmup, itr, itr - self._num_warmup)
         accept_prob = info.acceptance_rate
@@ -623,17 +568,29 @@ def _under_transform(*trees) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
 
 
-def _check_no_discrete_latents(model, model_args, model_kwargs) -> None:
-    """Raise a clear error for discrete latent sites (before NumPyro tries to enumerate them)."""
-    with handlers.block(), handlers.trace() as model_trace, handlers.seed(rng_seed=0):
-        model(*model_args, **model_kwargs)
+def _check_latent_sites(model, model_args, model_kwargs, init_strategy) -> None:
+    """Clear errors for a model without latent sites or with discrete ones.
+
+    The model runs with the init strategy's values substituted, as NumPyro's own initialisation
+    does, so that sites that cannot be sampled (``ImproperUniform``) are fine here.
+    """
+    with handlers.block(), handlers.trace() as model_trace:
+        seeded = handlers.seed(model, rng_seed=0)
+        handlers.substitute(seeded, substitute_fn=init_strategy)(*model_args, **model_kwargs)
+    latent = {
+        name: site
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    if not latent:
+        raise ValueError(
+            "the model has no latent sample sites (every sample site is observed), so there is nothing "
+            "for L2HMCKernel to sample; use numpyro.infer.Predictive to simulate from it"
+        )
     discrete = [
         name
-        for name, site in model_trace.items()
-        if site["type"] == "sample"
-        and not site["is_observed"]
-        and site["fn"].support.is_discrete
-        and site["infer"].get("enumerate") != "parallel"
+        for name, site in latent.items()
+        if site["fn"].support.is_discrete and site["infer"].get("enumerate") != "parallel"
     ]
     if discrete:
         raise ValueError(
@@ -642,6 +599,32 @@ def _check_no_discrete_latents(model, model_args, model_kwargs) -> None:
             "mark them infer={'enumerate': 'parallel'} with funsor installed), or use a kernel for "
             "discrete sites (numpyro.infer.MixedHMC, DiscreteHMCGibbs)."
         )
+
+
+def _checked_init_params(init_params, num_chains: int | None):
+    """``init_params`` as float arrays, with a clear error for a wrong layout or dtype."""
+    leaves = jax.tree_util.tree_leaves(init_params)
+    if not leaves:
+        raise ValueError("init_params is empty: the model has no latent coordinates to sample")
+    converted = []
+    for leaf in leaves:
+        array = jnp.asarray(leaf)
+        if not jnp.issubdtype(array.dtype, jnp.floating):
+            if jnp.issubdtype(array.dtype, jnp.integer) or array.dtype == bool:
+                array = array.astype(jnp.result_type(float))
+            else:
+                raise TypeError(f"init_params must hold real numbers, got dtype {array.dtype}")
+        converted.append(array)
+    init_params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(init_params), converted)
+    if num_chains is not None:
+        sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in converted}
+        if sizes != {num_chains}:
+            raise ValueError(
+                f"with {num_chains} vectorized chains, every leaf of init_params needs a leading axis of "
+                f"size {num_chains} (one initial point per chain); got leading sizes "
+                f"{sorted(map(str, sizes))}"
+            )
+    return init_params
 
 
 def get_dynamics(source: MCMC | L2HMCKernelState, chain: int = 0) -> L2HMCDynamics:

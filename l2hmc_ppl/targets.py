@@ -196,9 +196,7 @@ def _gaussian_mixture(
         return jnp.asarray(means, dtype)[component] + scaled
 
     mean = np.einsum("k,ki->i", weights, means)
-    second_moment = np.einsum(
-        "k,kij->ij", weights, covariances + np.einsum("ki,kj->kij", means, means)
-    )
+    second_moment = np.einsum("k,kij->ij", weights, covariances + np.einsum("ki,kj->kij", means, means))
     covariance = second_moment - np.outer(mean, mean)
     covariance = 0.5 * (covariance + covariance.T)  # exactly symmetric despite rounding
     return Target(
@@ -665,8 +663,7 @@ def resolve_german_credit_dir(data_dir: str | os.PathLike | None = None) -> Path
             return candidate.resolve()
         problems.append(f"{candidate}: missing {', '.join(missing)}")
     raise FileNotFoundError(
-        f"German credit data not found (from {origin}; {'; '.join(problems)}). "
-        f"{_GERMAN_CREDIT_HELP}"
+        f"German credit data not found (from {origin}; {'; '.join(problems)}). {_GERMAN_CREDIT_HELP}"
     )
 
 
@@ -791,7 +788,5 @@ def get_target(name: str, **kwargs) -> Target:
     try:
         factory = _FACTORIES[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown target {name!r}; choose one of {', '.join(TARGET_NAMES)}."
-        ) from None
+        raise ValueError(f"Unknown target {name!r}; choose one of {', '.join(TARGET_NAMES)}.") from None
     return factory(**kwargs)

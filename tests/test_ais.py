@@ -146,9 +146,7 @@ def test_invalid_arguments_are_refused():
     with pytest.raises(ValueError, match="initial scalar"):
         ais_log_marginal(*args, num_annealing_steps=10, step_size=jnp.ones(10))
     with pytest.raises(ValueError, match="shape"):
-        ais_log_marginal(
-            *args, num_annealing_steps=10, step_size=jnp.ones(3), adapt_step_size=False
-        )
+        ais_log_marginal(*args, num_annealing_steps=10, step_size=jnp.ones(3), adapt_step_size=False)
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -198,9 +196,7 @@ def test_standard_error_is_calibrated_across_replicates():
 def test_wrong_schedule_endpoint_is_detected():
     """Mutant: annealing only to β_T = 0.5 estimates ∫ p(z) p(x|z)^½ dz, not p(x)."""
     keys = jax.random.split(jax.random.key(0), NUM_DATA)
-    correct = jnp.broadcast_to(
-        annealing_schedule(NUM_ANNEALING_STEPS), (NUM_DATA, NUM_ANNEALING_STEPS + 1)
-    )
+    correct = jnp.broadcast_to(annealing_schedule(NUM_ANNEALING_STEPS), (NUM_DATA, NUM_ANNEALING_STEPS + 1))
     exact = exact_log_marginal(DATA)
     # The unchecked core with the right schedule passes (so the mutant fails for its bug alone).
     assert np.all(is_accurate(estimate_with_betas(keys, jnp.asarray(DATA), correct), exact))

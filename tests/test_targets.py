@@ -48,11 +48,7 @@ def _moment_z_scores(samples: np.ndarray, mean: np.ndarray, covariance: np.ndarr
     num, dim = samples.shape
     centred = samples - mean
     z_mean = (centred.mean(0)) / (samples.std(0) / np.sqrt(num))
-    pairs = (
-        [(i, j) for i in range(dim) for j in range(i, dim)]
-        if dim <= 5
-        else [(i, i) for i in range(dim)]
-    )
+    pairs = [(i, j) for i in range(dim) for j in range(i, dim)] if dim <= 5 else [(i, i) for i in range(dim)]
     z_cov = []
     for i, j in pairs:
         products = centred[:, i] * centred[:, j]
@@ -102,9 +98,7 @@ def test_fields(built, name):
 
 def test_closed_form_moments():
     np.testing.assert_allclose(np.diag(targets.icg().covariance), np.logspace(-2, 2, 50))
-    np.testing.assert_allclose(
-        targets.scg().covariance, [[50.005, 49.995], [49.995, 50.005]], rtol=1e-12
-    )
+    np.testing.assert_allclose(targets.scg().covariance, [[50.005, 49.995], [49.995, 50.005]], rtol=1e-12)
     np.testing.assert_allclose(
         targets.scg_notebook().covariance, [[50.05, 49.95], [49.95, 50.05]], rtol=1e-12
     )
@@ -112,9 +106,7 @@ def test_closed_form_moments():
     np.testing.assert_allclose(targets.mog().covariance, np.diag([4.1, 0.1]), atol=1e-12)
     np.testing.assert_allclose(targets.mog2().covariance, np.diag([25.25, 0.25]), atol=1e-12)
     np.testing.assert_allclose(targets.mog6().covariance, 12.75 * np.eye(2), atol=1e-12)
-    np.testing.assert_allclose(
-        targets.mog2_unequal().covariance, np.diag([26.525, 1.525]), atol=1e-12
-    )
+    np.testing.assert_allclose(targets.mog2_unequal().covariance, np.diag([26.525, 1.525]), atol=1e-12)
     for target in (targets.mog(), targets.mog2(), targets.mog6(), targets.mog2_unequal()):
         np.testing.assert_allclose(target.mean, 0.0, atol=1e-12)
 
@@ -158,9 +150,7 @@ def test_ring_variance_matches_adaptive_quadrature(built, name):
         )
         return value
 
-    np.testing.assert_allclose(
-        np.diag(built[name].covariance), 0.5 * moment(2) / moment(0), rtol=1e-8
-    )
+    np.testing.assert_allclose(np.diag(built[name].covariance), 0.5 * moment(2) / moment(0), rtol=1e-8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,9 +280,7 @@ def test_logdensity_grad_finite_and_transformable(built, draws, name):
     x = np.asarray(points[0], np.float64)
     step = 1e-6 * (1 + np.abs(x))
     basis = np.eye(target.dim) * step
-    finite_difference = (_scipy_logpdf(name, x + basis) - _scipy_logpdf(name, x - basis)) / (
-        2 * step
-    )
+    finite_difference = (_scipy_logpdf(name, x + basis) - _scipy_logpdf(name, x - basis)) / (2 * step)
     np.testing.assert_allclose(grads[0], finite_difference, rtol=2e-3, atol=2e-3)
 
 

@@ -28,12 +28,17 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from l2hmc_ppl.core.leapfrog import learned_leapfrog
+from l2hmc_ppl.core.leapfrog import LeapfrogResult, learned_leapfrog
+from l2hmc_ppl.core.proposal import metropolis_accept
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
 
-__all__ = ["L2HMCInfo", "L2HMCProposal", "L2HMCState", "build_kernel", "init", "propose"]
+__all__ = ["Integrator", "L2HMCInfo", "L2HMCProposal", "L2HMCState", "build_kernel", "init", "propose"]
 
 ArrayTree = Any
+
+#: The signature of [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog]: ``(dynamics, logdensity_fn,
+#: position, momentum, logdensity, logdensity_grad, direction, aux, step_size) -> LeapfrogResult``.
+Integrator = Callable[..., LeapfrogResult]
 
 
 class L2HMCState(NamedTuple):
@@ -56,6 +61,10 @@ class L2HMCProposal(NamedTuple):
         energy: H(ξ') = −log p(x') + ½|v'|² of the proposal.
         energy_change: H(ξ') − H(ξ) (without the log-determinant).
         squared_jump_distance: δ = |x' − x|² (0 for a non-finite proposal).
+        step_size: the ε of this proposal (the dynamics' ε times the jitter factor).
+        initial_whitened: z = L⁻¹(x − loc) of the current position, flattened.
+        proposed_whitened: z' of the proposal, flattened (the training objective measures jumps
+            in these coordinates).
     """
 
     state: L2HMCState
@@ -66,6 +75,9 @@ class L2HMCProposal(NamedTuple):
     energy: Float[Array, ""]
     energy_change: Float[Array, ""]
     squared_jump_distance: Float[Array, ""]
+    step_size: Float[Array, ""]
+    initial_whitened: Float[Array, " dim"]
+    proposed_whitened: Float[Array, " dim"]
 
 
 class L2HMCInfo(NamedTuple):
@@ -81,6 +93,7 @@ class L2HMCInfo(NamedTuple):
         direction: the direction d ∈ {−1, +1} of the proposal.
         squared_jump_distance: |x' − x|² of the proposal (whether or not accepted).
         num_integration_steps: M, the number of learned leapfrog steps.
+        step_size: the ε of this transition (jittered when the dynamics have a step-size jitter).
     """
 
     acceptance_rate: Float[Array, ""]
@@ -92,6 +105,7 @@ class L2HMCInfo(NamedTuple):
     direction: Float[Array, ""]
     squared_jump_distance: Float[Array, ""]
     num_integration_steps: Array
+    step_size: Float[Array, ""]
 
 
 def init(position: ArrayTree, logdensity_fn: Callable[[ArrayTree], ArrayLike]) -> L2HMCState:
@@ -135,12 +149,15 @@ def propose(
     logdensity_fn: Callable[[ArrayTree], ArrayLike],
     dynamics: L2HMCDynamics,
     aux: Float[Array, " aux"] | None = None,
+    integrator: Integrator = learned_leapfrog,
 ) -> L2HMCProposal:
-    """Draw (v, d) and compute the proposal F L_θ ξ with its acceptance probability.
+    """Draw (v, d, ε) and compute the proposal F L_θ ξ with its acceptance probability.
 
     Differentiable with respect to ``dynamics`` (the training loss uses it); the kernel applies the
-    MH test on top. The learned leapfrog runs in the dynamics' whitened coordinates
-    z = L⁻¹(x − loc); the two affine maps have reciprocal Jacobians, so log|det J| is unchanged.
+    MH test on top. The integrator runs in the dynamics' whitened coordinates z = L⁻¹(x − loc);
+    the two affine maps have reciprocal Jacobians, so log|det J| is unchanged. The step size is
+    ε·u with u ~ U(1 − j, 1) for the dynamics' jitter j, drawn independently of the state, so each
+    transition is an exact kernel and their mixture is too.
     """
     flat_position, unravel = ravel_pytree(state.position)
     flat_grad, _ = ravel_pytree(state.logdensity_grad)
@@ -153,18 +170,23 @@ def propose(
     key_momentum, key_direction = jax.random.split(rng_key)
     momentum = jax.random.normal(key_momentum, flat_position.shape, dtype)
     direction = jnp.where(jax.random.bernoulli(key_direction), 1.0, -1.0).astype(dtype)
+    jitter = jax.random.uniform(jax.random.fold_in(rng_key, 2), (), dtype)
+    step_size = dynamics.step_size.astype(dtype) * (1.0 - dynamics.step_size_jitter.astype(dtype) * jitter)
 
     def whitened_logdensity(z):
         return logdensity_fn(unravel(dynamics.from_whitened(z).astype(dtype)))
 
-    end = learned_leapfrog(
+    whitened = dynamics.to_whitened(flat_position).astype(dtype)
+    end = integrator(
         dynamics,
         whitened_logdensity,
-        dynamics.to_whitened(flat_position).astype(dtype),
+        whitened,
         momentum,
+        jnp.asarray(state.logdensity, dtype),
         dynamics.whiten_gradient(flat_grad).astype(dtype),
         direction,
         aux,
+        step_size,
     )
     new_position = dynamics.from_whitened(end.position).astype(dtype)
     new_grad = dynamics.unwhiten_gradient(end.logdensity_grad).astype(dtype)
@@ -173,7 +195,7 @@ def propose(
     energy = -end.logdensity + 0.5 * jnp.sum(end.momentum**2)
     energy_change = energy - initial_energy
     log_accept_ratio = -energy_change + end.log_det_jacobian
-    is_finite = jnp.isfinite(log_accept_ratio)
+    is_finite = end.is_finite & jnp.isfinite(log_accept_ratio)
     # A non-finite proposal (overflow, NaN from the target) is a rejection: A = 0, δ = 0.
     log_accept_ratio = jnp.where(is_finite, log_accept_ratio, -jnp.inf)
     acceptance_probability = jnp.exp(jnp.minimum(log_accept_ratio, 0.0))
@@ -188,13 +210,18 @@ def propose(
         energy=energy,
         energy_change=energy_change,
         squared_jump_distance=squared_jump,
+        step_size=step_size,
+        initial_whitened=whitened,
+        proposed_whitened=jnp.where(is_finite, end.position, whitened),
     )
 
 
-def build_kernel(divergence_threshold: float = 1000.0):
+def build_kernel(integrator: Integrator = learned_leapfrog, divergence_threshold: float = 1000.0):
     """Build the L2HMC transition kernel.
 
     Args:
+        integrator: the map L_θ; [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog] (a function with
+            its signature can be passed in instead, as BlackJAX's kernels take their integrator).
         divergence_threshold: a transition is flagged divergent when −log A exceeds this value (or
             is not finite), as in BlackJAX's HMC.
 
@@ -216,11 +243,9 @@ def build_kernel(divergence_threshold: float = 1000.0):
         aux: Float[Array, " aux"] | None = None,
     ) -> tuple[L2HMCState, L2HMCInfo]:
         key_proposal, key_accept = jax.random.split(rng_key)
-        proposal = propose(key_proposal, state, logdensity_fn, dynamics, aux)
-        log_uniform = jnp.log(jax.random.uniform(key_accept, dtype=proposal.log_accept_ratio.dtype))
-        is_accepted = log_uniform < proposal.log_accept_ratio
-        new_state = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(is_accepted, new, old), proposal.state, state
+        proposal = propose(key_proposal, state, logdensity_fn, dynamics, aux, integrator)
+        new_state, is_accepted = metropolis_accept(
+            key_accept, proposal.log_accept_ratio, proposal.state, state
         )
         is_divergent = ~(-proposal.log_accept_ratio <= divergence_threshold)
         info = L2HMCInfo(
@@ -233,6 +258,7 @@ def build_kernel(divergence_threshold: float = 1000.0):
             direction=proposal.direction,
             squared_jump_distance=proposal.squared_jump_distance,
             num_integration_steps=jnp.asarray(dynamics.num_leapfrog_steps, jnp.int32),
+            step_size=proposal.step_size,
         )
         return new_state, info
 

@@ -38,13 +38,26 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from l2hmc_ppl.dynamics.networks import L2HMCNetwork
 
-__all__ = ["L2HMCDynamics", "default_hidden_size", "draw_masks", "time_encoding"]
+__all__ = [
+    "DEFAULT_NUM_LEAPFROG_STEPS",
+    "DEFAULT_STEP_SIZE_JITTER",
+    "L2HMCDynamics",
+    "default_dynamics",
+    "default_hidden_size",
+    "draw_masks",
+    "time_encoding",
+]
+
+#: M of the dynamics that the adapters build (chosen on the development suite, docs/benchmarks.md).
+DEFAULT_NUM_LEAPFROG_STEPS = 10
+#: Step-size jitter of the dynamics that the adapters build (chosen on the development suite).
+DEFAULT_STEP_SIZE_JITTER = 0.5
 
 
 def default_hidden_size(dim: int) -> int:
-    """Width n_h of the networks when not given: 10 for the 2-d toys, growing to 100 at 50-d (SPEC §4).
+    """Width n_h of the networks when not given: 10 for the 2-d toys, growing to 100 at 50-d.
 
-    Returns ``min(100, max(10, 2 * dim))``. Used by the NumPyro and BlackJAX adapters.
+    Returns ``min(100, max(10, 2 * dim))`` (the paper uses 10 at d = 2 and 100 at d = 50).
     """
     return min(100, max(10, 2 * dim))
 
@@ -79,6 +92,11 @@ class L2HMCDynamics(eqx.Module):
         num_leapfrog_steps: M, the number of learned leapfrog steps per proposal.
         hidden_size: width of both networks' trunks.
         step_size: initial ε (> 0); trainable, stored as log ε.
+        step_size_jitter: j in [0, 1): every transition uses ε·u with u ~ U(1 − j, 1), drawn
+            independently of the state (each transition stays exact; the kernel is a mixture of
+            exact kernels). 0 is the paper's fixed-ε kernel. A fixed ε and M make HMC-like
+            trajectories resonate on near-Gaussian targets (x → −x: means mix fast, variances
+            do not); the jitter breaks this. Not trained.
         num_hidden_layers: ReLU layers after the embedding in each network (1 in the paper).
         aux_size: size of an optional conditioning input seen by both networks (e.g. an image
             encoding for the DLGM); ``None`` for unconditional dynamics.
@@ -94,6 +112,7 @@ class L2HMCDynamics(eqx.Module):
     momentum_net: L2HMCNetwork
     masks: Bool[Array, "M dim"]
     log_step_size: Float[Array, ""]
+    step_size_jitter: Float[Array, ""]
     preconditioner_loc: Float[Array, " dim"]
     preconditioner_scale: Float[Array, " dim"] | Float[Array, "dim dim"]
     num_leapfrog_steps: int = eqx.field(static=True)
@@ -105,25 +124,41 @@ class L2HMCDynamics(eqx.Module):
         num_leapfrog_steps: int = 10,
         hidden_size: int = 10,
         step_size: float = 0.1,
+        step_size_jitter: float = 0.0,
         num_hidden_layers: int = 1,
         aux_size: int | None = None,
         key: PRNGKeyArray,
         dtype=None,
     ):
-        if not (isinstance(dim, int) and dim >= 1):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if not (isinstance(num_leapfrog_steps, int) and num_leapfrog_steps >= 1):
-            raise ValueError(f"num_leapfrog_steps must be a positive integer, got {num_leapfrog_steps!r}")
-        if not (isinstance(hidden_size, int) and hidden_size >= 1):
-            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        for name, value, low in (
+            ("dim", dim, 1),
+            ("num_leapfrog_steps", num_leapfrog_steps, 1),
+            ("hidden_size", hidden_size, 1),
+            ("num_hidden_layers", num_hidden_layers, 0),
+        ):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+                kind = "positive" if low else "non-negative"
+                raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+        if aux_size is not None and not (
+            isinstance(aux_size, int) and not isinstance(aux_size, bool) and aux_size >= 1
+        ):
+            raise ValueError(f"aux_size must be None or a positive integer, got {aux_size!r}")
         _check_step_size(step_size)
+        _check_step_size_jitter(step_size_jitter)
+        if not (
+            isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        ) and not (isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)):
+            raise TypeError(f"key must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
         dtype = jnp.result_type(float) if dtype is None else dtype
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}")
         key_position, key_momentum, key_masks = jax.random.split(key, 3)
         network_options = dict(num_hidden_layers=num_hidden_layers, aux_size=aux_size, dtype=dtype)
         self.position_net = L2HMCNetwork(dim, hidden_size, key=key_position, **network_options)
         self.momentum_net = L2HMCNetwork(dim, hidden_size, key=key_momentum, **network_options)
         self.masks = draw_masks(key_masks, num_leapfrog_steps, dim)
         self.log_step_size = jnp.asarray(math.log(step_size), dtype)
+        self.step_size_jitter = jnp.asarray(step_size_jitter, dtype)
         self.preconditioner_loc = jnp.zeros(dim, dtype)
         self.preconditioner_scale = jnp.ones(dim, dtype)
         self.num_leapfrog_steps = num_leapfrog_steps
@@ -172,10 +207,22 @@ class L2HMCDynamics(eqx.Module):
         )
 
     def with_step_size(self, step_size) -> L2HMCDynamics:
-        """A copy with ε replaced."""
+        """A copy with ε replaced (also checked under ``jit``: a non-positive ε is an error)."""
         _check_step_size(step_size)
-        new = jnp.log(jnp.asarray(step_size, self.log_step_size.dtype))
-        return eqx.tree_at(lambda d: d.log_step_size, self, new)
+        step_size = jnp.asarray(step_size, self.log_step_size.dtype)
+        if isinstance(step_size, jax.core.Tracer):
+            step_size = eqx.error_if(
+                step_size,
+                ~(jnp.isfinite(step_size) & (step_size > 0)),
+                "step_size must be a positive finite number",
+            )
+        return eqx.tree_at(lambda d: d.log_step_size, self, jnp.log(step_size))
+
+    def with_step_size_jitter(self, step_size_jitter) -> L2HMCDynamics:
+        """A copy with the step-size jitter j replaced (0 for the paper's fixed ε)."""
+        _check_step_size_jitter(step_size_jitter)
+        new = jnp.asarray(step_size_jitter, self.log_step_size.dtype)
+        return eqx.tree_at(lambda d: d.step_size_jitter, self, new)
 
     def with_preconditioner(self, loc, scale) -> L2HMCDynamics:
         """A copy whose learned leapfrog runs in coordinates z with x = loc + L z.
@@ -198,6 +245,8 @@ class L2HMCDynamics(eqx.Module):
         if scale.ndim == 2:
             scale = jnp.tril(scale)
         diag = scale if scale.ndim == 1 else jnp.diag(scale)
+        if not isinstance(loc, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(loc))):
+            raise ValueError(f"preconditioner loc must be finite, got {loc}")
         if not isinstance(scale, jax.core.Tracer) and not (
             bool(jnp.all(jnp.isfinite(scale))) and bool(jnp.all(diag > 0))
         ):
@@ -207,13 +256,14 @@ class L2HMCDynamics(eqx.Module):
     def trainable_filter(self) -> L2HMCDynamics:
         """A pytree of booleans marking the parameters that training updates.
 
-        The networks and the step size are trained; the masks and the preconditioner are not.
+        The networks and the step size are trained; the masks, the jitter and the preconditioner
+        are not.
         """
         trainable = jax.tree_util.tree_map(eqx.is_inexact_array, self)
         return eqx.tree_at(
-            lambda d: (d.masks, d.preconditioner_loc, d.preconditioner_scale),
+            lambda d: (d.masks, d.step_size_jitter, d.preconditioner_loc, d.preconditioner_scale),
             trainable,
-            (False, False, False),
+            (False, False, False, False),
         )
 
     # ----------------------------------------------------------------------------------------
@@ -244,9 +294,46 @@ class L2HMCDynamics(eqx.Module):
         return whitened_gradient / self.preconditioner_scale
 
 
+def _check_step_size_jitter(step_size_jitter) -> None:
+    if isinstance(step_size_jitter, jax.core.Tracer):
+        return
+    value = float(step_size_jitter)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"step_size_jitter must be in [0, 1), got {step_size_jitter!r}")
+
+
 def _check_step_size(step_size) -> None:
     if isinstance(step_size, jax.core.Tracer):
         return  # a traced value (inside jit/scan): cannot be checked here
     value = float(step_size)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+
+
+def default_dynamics(
+    dim: int,
+    *,
+    key: PRNGKeyArray,
+    num_leapfrog_steps: int | None = None,
+    hidden_size: int | None = None,
+    step_size: float = 0.1,
+    step_size_jitter: float | None = None,
+    dtype=None,
+) -> L2HMCDynamics:
+    """The dynamics the adapters start from for a ``dim``-dimensional target.
+
+    [`DEFAULT_NUM_LEAPFROG_STEPS`][l2hmc_ppl.dynamics.DEFAULT_NUM_LEAPFROG_STEPS] steps,
+    [`default_hidden_size`][l2hmc_ppl.dynamics.default_hidden_size] units,
+    [`DEFAULT_STEP_SIZE_JITTER`][l2hmc_ppl.dynamics.DEFAULT_STEP_SIZE_JITTER], and zero heads: exactly
+    HMC until trained (the warm start tunes its ε and preconditioner). Any argument overrides its
+    default.
+    """
+    return L2HMCDynamics(
+        dim,
+        num_leapfrog_steps=DEFAULT_NUM_LEAPFROG_STEPS if num_leapfrog_steps is None else num_leapfrog_steps,
+        hidden_size=default_hidden_size(dim) if hidden_size is None else hidden_size,
+        step_size=step_size,
+        step_size_jitter=DEFAULT_STEP_SIZE_JITTER if step_size_jitter is None else step_size_jitter,
+        key=key,
+        dtype=dtype,
+    ).as_hmc_limit()

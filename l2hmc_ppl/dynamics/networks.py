@@ -29,14 +29,20 @@ TIME_ENCODING_SIZE = 2
 
 # The released code initialises every dense layer with a variance-scaling (fan-in, normal)
 # initialiser of scale 2·factor: factor 1 for the trunk, 1e-3 for the three heads, so that an
-# untrained sampler starts almost exactly at plain HMC.
+# untrained sampler starts almost exactly at plain HMC. That holds at the paper's d ≤ 2; the
+# log-determinant and the energy error sum d such terms, so beyond d = 2 the heads' standard
+# deviation is scaled by 2/d, which keeps a fresh sampler at least as close to HMC at any
+# dimension as at d = 2.
 _TRUNK_INIT_SCALE = 2.0
 _HEAD_INIT_SCALE = 2.0e-3
 
 
-def init_linear(
-    in_size: int, out_size: int, scale: float, *, key: PRNGKeyArray, dtype
-) -> eqx.nn.Linear:
+def head_init_scale(dim: int) -> float:
+    """Variance-scaling factor of the S, Q, T heads: the released code's 2·10⁻³, times min(1, 2/d)²."""
+    return _HEAD_INIT_SCALE * min(1.0, 2.0 / dim) ** 2
+
+
+def init_linear(in_size: int, out_size: int, scale: float, *, key: PRNGKeyArray, dtype) -> eqx.nn.Linear:
     """A linear layer with variance-scaling (fan-in, truncated normal) weights and zero bias.
 
     The initialisation of the released L2HMC code, also used by the DLGM's encoder and decoder.
@@ -97,9 +103,11 @@ class L2HMCNetwork(eqx.Module):
         self.hidden_layers = tuple(
             init_linear(hidden_size, hidden_size, _TRUNK_INIT_SCALE, key=k, dtype=dtype) for k in keys[7:]
         )
-        self.scale_head = init_linear(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[4], dtype=dtype)
-        self.transformation_head = init_linear(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[5], dtype=dtype)
-        self.translation_head = init_linear(hidden_size, dim, _HEAD_INIT_SCALE, key=keys[6], dtype=dtype)
+        self.scale_head = init_linear(hidden_size, dim, head_init_scale(dim), key=keys[4], dtype=dtype)
+        self.transformation_head = init_linear(
+            hidden_size, dim, head_init_scale(dim), key=keys[5], dtype=dtype
+        )
+        self.translation_head = init_linear(hidden_size, dim, head_init_scale(dim), key=keys[6], dtype=dtype)
         self.scale_log_coeff = jnp.zeros(dim, dtype)
         self.transformation_log_coeff = jnp.zeros(dim, dtype)
 
