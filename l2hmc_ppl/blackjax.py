@@ -43,7 +43,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import blackjax
+try:
+    import blackjax
+except ImportError as error:  # pragma: no cover - exercised in a subprocess
+    raise ImportError("l2hmc_ppl.blackjax needs BlackJAX: pip install l2hmc_ppl[blackjax]") from error
 import jax
 import jax.numpy as jnp
 from blackjax.adaptation.base import AdaptationResults
@@ -52,7 +55,8 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from l2hmc_ppl.core.chains import num_chains, spread_position
-from l2hmc_ppl.core.kernel import L2HMCInfo, L2HMCState, build_kernel, init
+from l2hmc_ppl.core.kernel import Integrator, L2HMCInfo, L2HMCState, build_kernel, init
+from l2hmc_ppl.core.leapfrog import learned_leapfrog
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_dynamics, default_hidden_size
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.train import train
@@ -73,16 +77,15 @@ ArrayTree = Any
 LogdensityFn = Callable[[ArrayTree], ArrayLike]
 
 
-def _kernel_with_threshold(rng_key, state, logdensity_fn, dynamics, divergence_threshold, aux):
-    return build_kernel(divergence_threshold=divergence_threshold)(
-        rng_key, state, logdensity_fn, dynamics, aux
-    )
+def _kernel_with_threshold(rng_key, state, logdensity_fn, dynamics, divergence_threshold, aux, integrator):
+    return build_kernel(integrator, divergence_threshold)(rng_key, state, logdensity_fn, dynamics, aux)
 
 
 # One compiled kernel for every algorithm built by `as_top_level_api`: the dynamics and the
-# divergence threshold are traced arguments, only the log density is static. JAX caches the trace
-# by (logdensity_fn, argument structure and shapes), so swapping in new weights never retraces.
-_compiled_kernel = jax.jit(_kernel_with_threshold, static_argnums=2)
+# divergence threshold are traced arguments, only the log density (and the integrator) are static.
+# JAX caches the trace by (logdensity_fn, argument structure and shapes), so swapping in new
+# weights never retraces.
+_compiled_kernel = jax.jit(_kernel_with_threshold, static_argnums=(2, 6))
 
 
 def _is_hashable(value) -> bool:
@@ -99,6 +102,7 @@ def as_top_level_api(
     *,
     divergence_threshold: float = 1000.0,
     aux: Float[Array, " aux"] | None = None,
+    integrator: Integrator = learned_leapfrog,
 ) -> SamplingAlgorithm:
     """L2HMC with fixed (e.g. trained) dynamics as a BlackJAX ``SamplingAlgorithm``.
 
@@ -113,6 +117,8 @@ def as_top_level_api(
             exactly HMC).
         divergence_threshold: a transition is flagged divergent when −log A exceeds this value.
         aux: optional conditioning input for dynamics built with ``aux_size``.
+        integrator: the map L_θ (default [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog]), as
+            ``blackjax.hmc`` takes its integrator.
 
     Returns:
         ``SamplingAlgorithm(init, step)`` with ``init(position, rng_key=None) -> L2HMCState`` and
@@ -140,7 +146,7 @@ def as_top_level_api(
         return init(position, logdensity_fn)
 
     def step_fn(rng_key: PRNGKeyArray, state: L2HMCState) -> tuple[L2HMCState, L2HMCInfo]:
-        return kernel(rng_key, state, logdensity_fn, dynamics, divergence_threshold, aux)
+        return kernel(rng_key, state, logdensity_fn, dynamics, divergence_threshold, aux, integrator)
 
     return SamplingAlgorithm(init_fn, step_fn)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 from jaxtyping import ArrayLike, Float, Int
-from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
@@ -186,6 +185,15 @@ def ess_per_gradient(ess_per_step: float, num_gradients_per_step: int) -> float:
     return float(ess_per_step) / num_gradients_per_step
 
 
+def _numpyro_diagnostics():
+    """NumPyro's ESS and R-hat (imported on use: ``import l2hmc_ppl`` does not load NumPyro)."""
+    try:
+        import numpyro.diagnostics
+    except ImportError as error:
+        raise ImportError("standard_ess and max_rhat use NumPyro: pip install l2hmc_ppl[numpyro]") from error
+    return numpyro.diagnostics
+
+
 def _chains_first(samples) -> np.ndarray:
     """(num_steps, num_chains, dim) → NumPyro/ArviZ layout (num_chains, num_steps, dim)."""
     return np.swapaxes(_as_steps_chains_dim(samples), 0, 1)
@@ -199,7 +207,7 @@ def _bulk_ess(chains_first: np.ndarray) -> np.ndarray:
     pooled = split.reshape(-1, dim)
     ranks = rankdata(pooled, axis=0)  # average ranks for ties
     z_scores = ndtri((ranks - 0.375) / (pooled.shape[0] + 0.25)).reshape(split.shape)
-    return np.asarray(effective_sample_size(z_scores))
+    return np.asarray(_numpyro_diagnostics().effective_sample_size(z_scores))
 
 
 def standard_ess(samples: Float[ArrayLike, "num_steps num_chains dim"]) -> float:
@@ -241,7 +249,7 @@ def max_rhat(samples: Float[ArrayLike, "num_steps num_chains dim"]) -> float:
     chains_first = _chains_first(samples)
     if chains_first.shape[1] < 4:
         raise ValueError("max_rhat needs at least 4 steps per chain")
-    return float(np.max(split_gelman_rubin(chains_first)))
+    return float(np.max(_numpyro_diagnostics().split_gelman_rubin(chains_first)))
 
 
 def mode_assignments(

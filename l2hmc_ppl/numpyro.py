@@ -52,14 +52,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+try:
+    import numpyro  # noqa: F401
+except ImportError as error:  # pragma: no cover - exercised in a subprocess
+    raise ImportError("l2hmc_ppl.numpyro needs NumPyro: pip install l2hmc_ppl[numpyro]") from error
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMC, MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from l2hmc_ppl.core.kernel import L2HMCState, build_kernel
+from l2hmc_ppl.core.chains import init_chains
+from l2hmc_ppl.core.kernel import Integrator, L2HMCState, build_kernel
 from l2hmc_ppl.core.kernel import init as init_chain_state
+from l2hmc_ppl.core.leapfrog import learned_leapfrog
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_dynamics
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.train import train
@@ -77,12 +84,15 @@ class TrainingSummary(NamedTuple):
         acceptance_rate: mean acceptance probability of the persistent particles.
         step_size: ε after each iteration.
         final_loss: mean loss over the last 10% of the iterations (NaN without training).
+        kept_tuned_hmc: whether the selection step kept the tuned HMC that training started from
+            (the trained sampler mixed worse; a warning said so). False without training.
     """
 
     loss: Float[Array, " num_training_steps"]
     acceptance_rate: Float[Array, " num_training_steps"]
     step_size: Float[Array, " num_training_steps"]
     final_loss: Float[Array, ""]
+    kept_tuned_hmc: Bool[Array, ""]
 
 
 class L2HMCKernelState(NamedTuple):
@@ -169,6 +179,8 @@ class L2HMCKernel(MCMCKernel):
             [`DEFAULT_STEP_SIZE_JITTER`][l2hmc_ppl.dynamics.DEFAULT_STEP_SIZE_JITTER]); 0 gives the
             paper's fixed-ε kernel.
         divergence_threshold: a transition is divergent when −log A exceeds this value.
+        integrator: the map L_θ of each transition (default
+            [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog]), as BlackJAX's kernels take theirs.
         init_strategy: NumPyro init strategy, for the chain and the particles (models only).
         progress_bar: show the training's progress bars (warm start, training) inside ``init``;
             they are off when NumPyro runs the chains vectorized or in parallel (traced).
@@ -201,6 +213,7 @@ class L2HMCKernel(MCMCKernel):
         step_size: float = 0.1,
         step_size_jitter: float | None = None,
         divergence_threshold: float = 1000.0,
+        integrator: Integrator = learned_leapfrog,
         init_strategy: Callable = init_to_uniform,
         progress_bar: bool = True,
         **train_options: Any,
@@ -241,6 +254,7 @@ class L2HMCKernel(MCMCKernel):
         )
         default_dynamics(1, key=jax.random.key(0), **self._dynamics_options)  # check them now
         self._divergence_threshold = float(divergence_threshold)
+        self._integrator = integrator
         self._init_strategy = init_strategy
         self._progress_bar = bool(progress_bar)
         self._num_warmup = 0
@@ -330,6 +344,10 @@ class L2HMCKernel(MCMCKernel):
             init_params = init_params.z
         init_params = _checked_init_params(init_params, num_chains)
         logdensity_fn = self._logdensity_fn(model_args, model_kwargs)
+        if not _under_transform(init_params):  # a clear error naming the chain with a bad start
+            batched = init_params if vectorized else jax.tree_util.tree_map(lambda x: x[None], init_params)
+            if ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], batched))[0].size:
+                init_chains(batched, logdensity_fn, name="init_params")
         config = self._training_config(num_warmup)
         particles = None
         if config is not None:
@@ -493,8 +511,11 @@ class L2HMCKernel(MCMCKernel):
 
     def _init_one_chain(self, rng_key, position, particles, logdensity_fn, config: TrainConfig | None):
         key_chain, key_dynamics, key_train = jax.random.split(rng_key, 3)
+        flat_position = ravel_pytree(position)[0]
+        dtype = flat_position.dtype
+        if flat_position.size == 0:
+            return self._empty_chain_state(key_chain, position, logdensity_fn)
         dynamics = self._build_dynamics(key_dynamics, position)
-        dtype = ravel_pytree(position)[0].dtype
         if config is not None:
             dynamics, history = train(key_train, logdensity_fn, dynamics, particles, config)
             num_tail = max(1, config.num_steps // 10)
@@ -504,12 +525,15 @@ class L2HMCKernel(MCMCKernel):
                 acceptance_rate=jnp.asarray(history.acceptance_rate),
                 step_size=jnp.asarray(history.step_size),
                 final_loss=jnp.nanmean(loss[-num_tail:]),
+                kept_tuned_hmc=jnp.asarray(False)
+                if history.selection is None
+                else history.selection.kept_initial,
             )
             # The chain starts where its first particle ended: burned in by the warm start and training.
             position = jax.tree_util.tree_map(lambda x: x[0], history.final_state.position)
         else:
             empty = jnp.zeros((0,), dtype)
-            training = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype))
+            training = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype), jnp.asarray(False))
         chain = init_chain_state(position, logdensity_fn)
         zero = jnp.zeros((), dtype)
         return L2HMCKernelState(
@@ -529,7 +553,34 @@ class L2HMCKernel(MCMCKernel):
             rng_key=key_chain,
         )
 
+    def _empty_chain_state(self, rng_key, position, logdensity_fn) -> L2HMCKernelState:
+        """A model whose latent sites have no unconstrained coordinate (e.g. a Dirichlet of size
+        one): there is nothing to move, so every draw is the single point, as with NUTS."""
+        dtype = jnp.result_type(float)
+        zero = jnp.zeros((), dtype)
+        empty = jnp.zeros((0,), dtype)
+        logdensity = jnp.asarray(logdensity_fn(position), dtype)
+        return L2HMCKernelState(
+            i=jnp.asarray(0),
+            z=position,
+            potential_energy=-logdensity,
+            z_grad=jax.tree_util.tree_map(jnp.zeros_like, position),
+            energy=-logdensity,
+            accept_prob=zero,
+            mean_accept_prob=zero,
+            diverging=jnp.asarray(False),
+            log_det_jacobian=zero,
+            num_steps=jnp.asarray(0, jnp.int32),
+            step_size=zero,
+            training=TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype), jnp.asarray(False)),
+            dynamics=None,
+            rng_key=rng_key,
+        )
+
     def _transition(self, state: L2HMCKernelState, logdensity_fn) -> L2HMCKernelState:
+        if state.dynamics is None:  # no coordinates: the one point is accepted every time
+            one = jnp.ones((), state.accept_prob.dtype)
+            return state._replace(i=state.i + 1, accept_prob=one, mean_accept_prob=one)
         rng_key, key_transition = jax.random.split(state.rng_key)
         chain = L2HMCState(state.z, -state.potential_energy, _negate(state.z_grad))
         dynamics = state.dynamics
@@ -541,7 +592,7 @@ class L2HMCKernel(MCMCKernel):
         dynamics = jax.tree_util.tree_map(
             lambda hmc, learned: jnp.where(use_hmc_limit, hmc, learned), hmc_limit, dynamics
         )
-        new, info = build_kernel(divergence_threshold=self._divergence_threshold)(
+        new, info = build_kernel(self._integrator, self._divergence_threshold)(
             key_transition, chain, logdensity_fn, dynamics
         )
         itr = state.i + 1
@@ -608,12 +659,14 @@ def _checked_init_params(init_params, num_chains: int | None):
         raise ValueError("init_params is empty: the model has no latent coordinates to sample")
     converted = []
     for leaf in leaves:
+        kind = np.dtype(jnp.result_type(leaf) if isinstance(leaf, jax.Array) else np.asarray(leaf).dtype).kind
+        if kind not in "fiub":
+            raise TypeError(
+                f"init_params must hold real numbers, got an array of dtype {np.asarray(leaf).dtype}"
+            )
         array = jnp.asarray(leaf)
-        if not jnp.issubdtype(array.dtype, jnp.floating):
-            if jnp.issubdtype(array.dtype, jnp.integer) or array.dtype == bool:
-                array = array.astype(jnp.result_type(float))
-            else:
-                raise TypeError(f"init_params must hold real numbers, got dtype {array.dtype}")
+        if kind != "f":  # integers and booleans become the default float
+            array = array.astype(jnp.result_type(float))
         converted.append(array)
     init_params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(init_params), converted)
     if num_chains is not None:
@@ -649,6 +702,8 @@ def get_dynamics(source: MCMC | L2HMCKernelState, chain: int = 0) -> L2HMCDynami
     if not isinstance(state, L2HMCKernelState):
         raise TypeError(f"expected an MCMC run with L2HMCKernel or an L2HMCKernelState, got {type(state)}")
     dynamics = state.dynamics
+    if dynamics is None:
+        raise ValueError("the model has no unconstrained coordinates, so the chains have no dynamics")
     if jnp.ndim(state.i) == 0:
         if chain != 0:
             raise IndexError(f"the state holds one chain, asked for chain {chain}")

@@ -616,38 +616,25 @@ _GERMAN_CREDIT_HELP = (
     "UCI Statlog (German Credit Data) numeric version, file german.data-numeric "
     "(https://archive.ics.uci.edu/dataset/144/statlog+german+credit+data): its first 24 columns "
     "are features.npy and label = (last column == 2) is labels.npy; the reference moments come "
-    "with the project's shared data (../shared/data/german_credit) or from a long, converged run. "
+    "from a long, converged run (importance sampling with a Laplace proposal). "
     f"Pass `data_dir=...` or set the environment variable {GERMAN_CREDIT_ENV_VAR} to their folder."
 )
 
 
-def _default_german_credit_dirs() -> list[Path]:
-    """Default folders, in order: beside the working directory, beside the repository."""
-    return [
-        Path.cwd() / ".." / "shared" / "data" / "german_credit",
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "german_credit",
-    ]
-
-
 def resolve_german_credit_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Find the folder that holds the German credit files.
+    """The folder that holds the German credit files: ``data_dir``, else ``$L2HMC_PPL_GERMAN_CREDIT``.
 
-    The first of these that is given wins; an explicit choice never falls back to another folder:
-
-    1. the ``data_dir`` argument;
-    2. the environment variable ``L2HMC_PPL_GERMAN_CREDIT``;
-    3. ``../shared/data/german_credit`` relative to the working directory, then
-       ``shared/data/german_credit`` beside the repository (the first that holds all files).
+    The library searches nowhere else (scripts resolve their own defaults and pass them in).
 
     Args:
-        data_dir: Folder holding the files, or ``None`` to search as above.
+        data_dir: Folder holding the files, or ``None`` to use the environment variable.
 
     Returns:
         The folder, resolved to an absolute path.
 
     Raises:
-        FileNotFoundError: If no candidate folder holds all of `GERMAN_CREDIT_FILES`; the
-            message names the missing files, the folders searched and where to get the data.
+        FileNotFoundError: If no folder is given or it lacks one of `GERMAN_CREDIT_FILES`; the
+            message names the missing files and where to get the data.
     """
     if data_dir is not None:
         candidates, origin = [Path(data_dir)], "the `data_dir` argument"
@@ -655,7 +642,7 @@ def resolve_german_credit_dir(data_dir: str | os.PathLike | None = None) -> Path
         candidates = [Path(os.environ[GERMAN_CREDIT_ENV_VAR])]
         origin = f"${GERMAN_CREDIT_ENV_VAR}"
     else:
-        candidates, origin = _default_german_credit_dirs(), "the default locations"
+        raise FileNotFoundError(f"German credit data: no folder given. {_GERMAN_CREDIT_HELP}")
     problems = []
     for candidate in candidates:
         missing = [name for name in GERMAN_CREDIT_FILES if not (candidate / name).is_file()]
@@ -682,8 +669,7 @@ def german_credit(data_dir: str | os.PathLike | None = None) -> Target:
 
     Args:
         data_dir: Folder with ``features.npy``, ``labels.npy`` and ``reference_moments.json``;
-            ``None`` searches ``$L2HMC_PPL_GERMAN_CREDIT`` and ``../shared/data/german_credit``
-            (see `resolve_german_credit_dir`).
+            ``None`` uses ``$L2HMC_PPL_GERMAN_CREDIT`` (see `resolve_german_credit_dir`).
 
     Returns:
         The 25-d target, with ``sample = None``.

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.diagnostics import effective_sample_size
 
-#: z for statistical checks: about 4.5–5 standard errors.
-Z_THRESHOLD = 5.0
+#: z for statistical checks (STYLE: about 4.5 standard errors; a fixed seed makes each check
+#: deterministic, and the mutants show that the checks fail on broken samplers).
+Z_THRESHOLD = 4.5
 #: Fewer effective draws than this: the chains did not mix (and sd/√ESS is not trustworthy).
 MIN_ESS = 100.0
 
@@ -40,7 +41,7 @@ def max_abs_z(draws, true_mean, true_variance) -> float:
     return float(np.max(np.abs(np.concatenate([mean_z, var_z]))))
 
 
-def _mean_and_mcse(draws):
+def mean_and_mcse(draws):
     """Mean over (chain, draw) and its MCSE sd/√ESS, per scalar; also the ESS."""
     draws = np.asarray(draws, np.float64)
     ess = np.asarray(effective_sample_size(draws))
@@ -54,8 +55,8 @@ def mcmc_moment_z_scores(draws, true_mean, true_variance):
     MCSE = sd/√ESS with NumPyro's multi-chain ESS, of x for the mean and of (x − μ)² for the
     variance. Returns ``(mean_z, variance_z, min_ess)`` with the smaller ESS of the two moments.
     """
-    mean, mean_mcse, mean_ess = _mean_and_mcse(draws)
-    squared, squared_mcse, squared_ess = _mean_and_mcse((np.asarray(draws) - true_mean) ** 2)
+    mean, mean_mcse, mean_ess = mean_and_mcse(draws)
+    squared, squared_mcse, squared_ess = mean_and_mcse((np.asarray(draws) - true_mean) ** 2)
     min_ess = min(np.min(mean_ess), np.min(squared_ess))
     return (mean - true_mean) / mean_mcse, (squared - true_variance) / squared_mcse, min_ess
 
@@ -67,8 +68,8 @@ def reference_z_scores(draws, reference_mean, reference_sd):
     √ESS / (2·sd). Returns ``(mean_z, sd_z, min_ess)``.
     """
     draws = np.asarray(draws, np.float64)
-    mean, mean_mcse, mean_ess = _mean_and_mcse(draws)
-    squared, squared_mcse, squared_ess = _mean_and_mcse((draws - mean) ** 2)
+    mean, mean_mcse, mean_ess = mean_and_mcse(draws)
+    squared, squared_mcse, squared_ess = mean_and_mcse((draws - mean) ** 2)
     sd = np.sqrt(squared)
     sd_mcse = squared_mcse / (2.0 * sd)
     min_ess = min(np.min(mean_ess), np.min(squared_ess))

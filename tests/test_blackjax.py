@@ -19,15 +19,12 @@ from blackjax.adaptation.base import AdaptationResults
 from blackjax.base import SamplingAlgorithm
 
 import l2hmc_ppl
-import l2hmc_ppl.core.kernel as core_kernel
-import l2hmc_ppl.training
-from l2hmc_ppl import L2HMCDynamics, L2HMCInfo, L2HMCState
+import l2hmc_ppl.blackjax
+from l2hmc_ppl import L2HMCDynamics, L2HMCInfo, L2HMCState, TrainConfig
 from l2hmc_ppl.blackjax import default_hidden_size, l2hmc, l2hmc_adaptation
 from l2hmc_ppl.targets import german_credit
-from tests.helpers import Z_THRESHOLD, randomize_heads, tree_max_abs_diff
-
-#: Fewer effective draws than this and sd/√ESS is itself unreliable: the chains did not mix.
-MIN_ESS = 50.0
+from tests.mutants import dropped_log_det, randomize_heads
+from tests.stats import MIN_ESS, Z_THRESHOLD, tree_max_abs_diff
 
 # A 4-d Gaussian with AR(1) correlation 0.9 and scales spanning a factor 6.
 GAUSSIAN_SCALES = np.array([0.5, 1.0, 2.0, 3.0])
@@ -215,8 +212,10 @@ def test_step_is_traced_once_per_dynamics_structure(random_dynamics):
     )
 
 
-def _sample_with_fixed_dynamics(logdensity_fn, dynamics, *, num_chains=4, num_samples=2000, seed=0):
-    sampler = l2hmc(logdensity_fn, dynamics)
+def _sample_with_fixed_dynamics(
+    logdensity_fn, dynamics, *, num_chains=4, num_samples=2000, seed=0, integrator=l2hmc_ppl.learned_leapfrog
+):
+    sampler = l2hmc(logdensity_fn, dynamics, integrator=integrator)
     key_init, key_sample = jax.random.split(jax.random.key(seed))
     # Exact draws: the chains start in the stationary distribution.
     starts = jax.random.multivariate_normal(
@@ -236,7 +235,7 @@ def _sample_with_fixed_dynamics(logdensity_fn, dynamics, *, num_chains=4, num_sa
     return sample_chains(jax.random.split(key_sample, num_chains), starts)
 
 
-def test_random_weights_sample_correctly_and_a_mutant_does_not(monkeypatch):
+def test_random_weights_sample_correctly_and_a_mutant_does_not():
     """Power of the pipeline's check: exact for any weights, and a kernel without log|det J| fails it."""
     dynamics = L2HMCDynamics(4, num_leapfrog_steps=5, hidden_size=8, step_size=0.2, key=jax.random.key(0))
     dynamics = randomize_heads(dynamics, jax.random.key(1), scale=0.1)
@@ -251,18 +250,7 @@ def test_random_weights_sample_correctly_and_a_mutant_does_not(monkeypatch):
     samples = _sample_with_fixed_dynamics(correlated_gaussian_logdensity, dynamics)
     assert_matches_truth(samples, GAUSSIAN_MEAN, variance, "L2HMC with random weights")
 
-    original = core_kernel.learned_leapfrog
-
-    def without_log_det(*args, **kwargs):
-        end = original(*args, **kwargs)
-        return end._replace(log_det_jacobian=jnp.zeros_like(end.log_det_jacobian))
-
-    monkeypatch.setattr(core_kernel, "learned_leapfrog", without_log_det)
-
-    def fresh_logdensity(x):  # a new function, so the compiled kernel is traced with the mutant
-        return correlated_gaussian_logdensity(x)
-
-    mutant = _sample_with_fixed_dynamics(fresh_logdensity, dynamics)
+    mutant = _sample_with_fixed_dynamics(correlated_gaussian_logdensity, dynamics, integrator=dropped_log_det)
     max_z, _ = moment_z_scores(mutant, GAUSSIAN_MEAN, variance)
     assert max_z > Z_THRESHOLD, f"the log-det mutant passed the moment check (max |z| = {max_z:.2f})"
 
@@ -275,21 +263,26 @@ class _RecordingTrain:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, rng_key, logdensity_fn, dynamics, initial_positions, **kwargs):
-        self.calls.append(dict(dynamics=dynamics, positions=initial_positions, kwargs=kwargs))
+    def __call__(self, rng_key, logdensity_fn, dynamics, initial_positions, config):
+        self.calls.append(dict(dynamics=dynamics, positions=initial_positions, config=config))
         num_chains = jax.tree_util.tree_leaves(initial_positions)[0].shape[0]
         # Stand-in chains: the adapter only has to pass the batch through or pick its first chain.
         states = L2HMCState(initial_positions, jnp.arange(num_chains, dtype=float), initial_positions)
-        history = l2hmc_ppl.training.TrainingHistory(
-            *([jnp.zeros(kwargs["num_steps"])] * 7), final_state=states, warm_start=None
+        history = l2hmc_ppl.TrainingHistory(
+            *([jnp.zeros(config.num_steps)] * 7),
+            final_state=states,
+            warm_start=None,
+            selection=None,
+            train_state=None,
         )
         return dynamics.with_step_size(0.25), history
 
 
 @pytest.fixture
 def recording_train(monkeypatch):
+    """`train` replaced by a recorder: the adaptation's contract without compiling anything."""
     recorder = _RecordingTrain()
-    monkeypatch.setattr(l2hmc_ppl.training, "train", recorder)
+    monkeypatch.setattr(l2hmc_ppl.blackjax, "train", recorder)
     return recorder
 
 
@@ -299,11 +292,11 @@ def test_adaptation_from_one_position(recording_train):
 
     position = jnp.array([1.0, 2.0, 3.0])
     warmup = l2hmc_adaptation(
-        logdensity_fn, num_leapfrog_steps=4, num_particles=16, jitter=1e-3, learning_rate=3e-3
+        logdensity_fn, num_leapfrog_steps=4, num_particles=16, particle_spread=1e-3, learning_rate=3e-3
     )
     (state, parameters), history = warmup.run(jax.random.key(0), position, num_steps=7)
     (call,) = recording_train.calls
-    assert call["kwargs"] == dict(num_steps=7, learning_rate=3e-3, progress_bar=False)
+    assert call["config"] == TrainConfig(num_steps=7, learning_rate=3e-3)
     built = call["dynamics"]
     assert (built.dim, built.num_leapfrog_steps, built.hidden_size) == (3, 4, default_hidden_size(3))
     hmc_limit = built.as_hmc_limit()  # training starts from exactly HMC

@@ -28,19 +28,16 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from jax.flatten_util import ravel_pytree
-from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS, Predictive
 
 import l2hmc_ppl
-import l2hmc_ppl.core.kernel as core_kernel
 from l2hmc_ppl import L2HMCDynamics
 from l2hmc_ppl.numpyro import L2HMCKernel, L2HMCKernelState, get_dynamics
 from l2hmc_ppl.targets import resolve_german_credit_dir
 from l2hmc_ppl.training import load, save
-from tests.helpers import Z_THRESHOLD, randomize_heads
+from tests.mutants import dropped_log_det, randomize_heads
+from tests.stats import MIN_ESS, Z_THRESHOLD, mcmc_moment_z_scores, mean_and_mcse
 
-#: A quantity with fewer effective draws than this "did not mix" (its MCSE is not trustworthy).
-MIN_ESS = 100.0
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------------------------
@@ -98,29 +95,12 @@ def pytree_potential(z):
 
 
 # ------------------------------------------------------------------------------------------------
-# Moment checks with Monte Carlo standard errors
-
-
-def _mean_and_mcse(draws):
-    """Mean over (chain, draw) and its MCSE sd/√ESS, per scalar; also the ESS."""
-    draws = np.asarray(draws, np.float64)
-    ess = np.asarray(effective_sample_size(draws))
-    flat = draws.reshape(-1, *draws.shape[2:])
-    return flat.mean(0), flat.std(0, ddof=1) / np.sqrt(ess), ess
-
-
-def moment_z_scores_mcmc(draws, true_mean, true_variance):
-    """z-scores (per scalar) of the mean and variance of ``draws`` (chains, samples, ...) against the
-    truth, with MCSE = sd/√ESS; also the smallest ESS of the two moments."""
-    mean, mean_mcse, mean_ess = _mean_and_mcse(draws)
-    squared, squared_mcse, squared_ess = _mean_and_mcse((np.asarray(draws) - true_mean) ** 2)
-    min_ess = min(np.min(mean_ess), np.min(squared_ess))
-    return (mean - true_mean) / mean_mcse, (squared - true_variance) / squared_mcse, min_ess
+# Moment checks with Monte Carlo standard errors (tests/stats.py)
 
 
 def assert_moments_match_truth(draws, true_mean, true_variance, name):
     """Mean and variance of ``draws`` (chains, samples, ...) within Z MCSE of the truth."""
-    mean_z, var_z, min_ess = moment_z_scores_mcmc(draws, true_mean, true_variance)
+    mean_z, var_z, min_ess = mcmc_moment_z_scores(draws, true_mean, true_variance)
     assert min_ess > MIN_ESS, f"{name}: did not mix (ESS {min_ess:.0f})"
     assert np.max(np.abs(mean_z)) < Z_THRESHOLD, f"{name}: mean z-scores {mean_z}"
     assert np.max(np.abs(var_z)) < Z_THRESHOLD, f"{name}: variance z-scores {var_z}"
@@ -129,8 +109,8 @@ def assert_moments_match_truth(draws, true_mean, true_variance, name):
 def assert_same_moments(draws, reference_draws, name):
     """First and second moments of two runs agree within Z combined MCSE."""
     for power in (1, 2):
-        mean, mcse, ess = _mean_and_mcse(np.asarray(draws) ** power)
-        ref_mean, ref_mcse, ref_ess = _mean_and_mcse(np.asarray(reference_draws) ** power)
+        mean, mcse, ess = mean_and_mcse(np.asarray(draws) ** power)
+        ref_mean, ref_mcse, ref_ess = mean_and_mcse(np.asarray(reference_draws) ** power)
         assert np.min(ess) > MIN_ESS, f"{name}: did not mix (ESS {np.min(ess):.0f} for moment {power})"
         assert np.min(ref_ess) > MIN_ESS, f"{name}: reference did not mix"
         z = (mean - ref_mean) / np.sqrt(mcse**2 + ref_mcse**2)
@@ -194,8 +174,11 @@ def test_training_happened_per_chain_and_sampling_is_frozen(eight_schools_run):
     # ... and sampling did not change them: the post-warmup dynamics are the final ones.
     post_warmup = eight_schools_run.post_warmup_state.dynamics
     assert _tree_equal(post_warmup, state.dynamics)
-    # The trained heads moved away from the HMC limit.
-    assert not _tree_equal(second.position_net, second.as_hmc_limit().position_net)
+    # Each chain samples with its trained heads, or with the tuned HMC (zero heads) when the
+    # selection found that it mixes better.
+    for chain, dynamics in enumerate((first, second)):
+        at_hmc_limit = _tree_equal(dynamics.position_net, dynamics.as_hmc_limit().position_net)
+        assert at_hmc_limit == bool(state.training.kept_tuned_hmc[chain])
     step_sizes = eight_schools_run.get_extra_fields(group_by_chain=True)["step_size"]
     assert np.all(step_sizes == step_sizes[:, :1])
 
@@ -314,9 +297,10 @@ def test_single_chain_and_reuse_of_saved_dynamics(trained_dynamics, tmp_path):
 
 
 def test_first_half_of_warmup_burns_in_with_the_hmc_limit(trained_dynamics):
-    """Zero networks (log|det J| = 0 exactly) for the first half of warmup, trained ones after."""
+    """Zero networks (log|det J| = 0 exactly) for the first half of warmup, the learned ones after."""
+    learned = randomize_heads(trained_dynamics, jax.random.key(13), scale=0.1)
     mcmc = MCMC(
-        L2HMCKernel(eight_schools, dynamics=trained_dynamics),
+        L2HMCKernel(eight_schools, dynamics=learned),
         num_warmup=20,
         num_samples=1,
         progress_bar=False,
@@ -349,10 +333,10 @@ def test_dynamics_in_the_core_kernel(eight_schools_run, trained_dynamics):
     assert 0.0 <= float(info.acceptance_rate) <= 1.0
 
 
-def _run_constrained_model(dynamics, seed, **run_kwargs):
+def _run_constrained_model(dynamics, seed, integrator=l2hmc_ppl.learned_leapfrog, **run_kwargs):
     """Two vectorized chains of 300 warm-up and 3000 kept transitions on `constrained_model`."""
     mcmc = MCMC(
-        L2HMCKernel(constrained_model, dynamics=dynamics),
+        L2HMCKernel(constrained_model, dynamics=dynamics, integrator=integrator),
         num_warmup=300,
         num_samples=3000,
         num_chains=2,
@@ -390,23 +374,17 @@ def test_constrained_sites():
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["exact", "log_det_dropped"])
-def test_constrained_sites_with_order_one_heads(monkeypatch, broken):
+def test_constrained_sites_with_order_one_heads(broken):
     """The adapter is exact for any weights: with heads of order one (far from the HMC limit) the
     constrained posterior is matched; the same check fails with the log-determinant dropped."""
     dynamics = randomize_heads(
         L2HMCDynamics(3, num_leapfrog_steps=5, key=jax.random.key(11)), jax.random.key(12), scale=0.5
     ).with_step_size(0.2)
-    if broken:
-        original = core_kernel.learned_leapfrog
-
-        def without_log_det(*args, **kwargs):
-            return original(*args, **kwargs)._replace(log_det_jacobian=jnp.zeros(()))
-
-        monkeypatch.setattr(core_kernel, "learned_leapfrog", without_log_det)
-    samples = _run_constrained_model(dynamics, 13).get_samples(group_by_chain=True)
+    integrator = dropped_log_det if broken else l2hmc_ppl.learned_leapfrog
+    samples = _run_constrained_model(dynamics, 13, integrator=integrator).get_samples(group_by_chain=True)
     z_scores, ess = [], []
     for site, (mean, variance) in _constrained_posterior_moments().items():
-        mean_z, var_z, min_ess = moment_z_scores_mcmc(samples[site], mean, variance)
+        mean_z, var_z, min_ess = mcmc_moment_z_scores(samples[site], mean, variance)
         z_scores += [np.abs(mean_z).max(), np.abs(var_z).max()]
         ess.append(min_ess)
     if broken:
@@ -506,7 +484,10 @@ _PARALLEL_SCRIPT = textwrap.dedent(
     assert jax.local_device_count() == 2, jax.devices()
     from numpyro.infer import MCMC
     from l2hmc_ppl.numpyro import L2HMCKernel, get_dynamics
-    from tests.test_numpyro import pytree_potential
+
+    def pytree_potential(z):
+        a = z["a"] - jnp.array([1.0, -2.0])
+        return 0.5 * (a[0] ** 2 / 4.0 + (a[1] - 0.5 * a[0]) ** 2 / 0.25) + z["b"] + jnp.exp(-z["b"])
 
     draws = {}
     for chain_method in ("parallel", "sequential"):
@@ -539,3 +520,117 @@ def test_parallel_chains_on_two_devices():
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip().endswith("OK")
+
+
+# ------------------------------------------------------------------------------------------------
+# Models users bring: improper priors, nothing to sample, bad starts; compile once; progress
+
+
+def improper_normal(y):
+    """NumPyro's ``test_improper_normal``-style model: a flat (improper) prior on the location."""
+    loc = numpyro.sample("loc", dist.ImproperUniform(dist.constraints.real, (), ()))
+    numpyro.sample("obs", dist.Normal(loc, 1.0), obs=y)
+
+
+def trivial_dirichlet():
+    numpyro.sample("x", dist.Dirichlet(jnp.ones(1)))
+
+
+def only_observed(y):
+    numpyro.sample("obs", dist.Normal(0.0, 1.0), obs=y)
+
+
+def test_improper_uniform_prior_trains_and_samples():
+    y = np.array([0.3, -1.2, 0.8, 2.0])
+    mcmc = MCMC(
+        L2HMCKernel(improper_normal, num_particles=16), num_warmup=100, num_samples=2000, progress_bar=False
+    )
+    mcmc.run(jax.random.key(20), y)
+    # flat prior: loc | y ~ N(mean(y), 1/n)
+    assert_moments_match_truth(mcmc.get_samples(group_by_chain=True)["loc"], y.mean(), 1 / y.size, "loc")
+
+
+def test_a_latent_site_without_unconstrained_coordinates_is_sampled_as_nuts_does():
+    mcmc = MCMC(L2HMCKernel(trivial_dirichlet), num_warmup=10, num_samples=20, progress_bar=False)
+    mcmc.run(jax.random.key(21))
+    np.testing.assert_array_equal(mcmc.get_samples()["x"], np.ones((20, 1)))
+    with pytest.raises(ValueError, match="no unconstrained coordinates"):
+        get_dynamics(mcmc)
+
+
+def test_a_model_with_only_observed_sites_gets_a_clear_error():
+    with pytest.raises(ValueError, match="no latent sample sites"):
+        MCMC(L2HMCKernel(only_observed), num_warmup=1, num_samples=1, progress_bar=False).run(
+            jax.random.key(0), 1.0
+        )
+
+
+@pytest.mark.parametrize(
+    ("init_params", "num_chains", "error", "match"),
+    [
+        (
+            {"a": jnp.zeros((3, 2)), "b": jnp.zeros(3)},
+            2,
+            ValueError,
+            "leading (axis of size 2|dimension as .num_chains.)",
+        ),
+        (
+            {"a": jnp.zeros(2), "b": jnp.zeros(())},
+            2,
+            ValueError,
+            "leading (axis of size 2|dimension as .num_chains.)",
+        ),
+        (
+            {"a": jnp.array([[0.0, 0.0], [jnp.nan, 0.0]]), "b": jnp.zeros(2)},
+            2,
+            ValueError,
+            r"chain\(s\) 1 \(1 of 2\)",
+        ),
+        ({"a": jnp.array([0.0, jnp.inf]), "b": jnp.zeros(())}, 1, ValueError, r"init_params: .*chain\(s\) 0"),
+        (
+            {"a": np.array(["x", "y"]), "b": jnp.zeros(())},
+            1,
+            TypeError,
+            "init_params must hold real numbers",
+        ),
+    ],
+)
+def test_bad_init_params_get_a_clear_error(init_params, num_chains, error, match):
+    kernel = L2HMCKernel(potential_fn=pytree_potential, num_particles=4, num_training_steps=0)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=1,
+        num_samples=1,
+        num_chains=num_chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    with pytest.raises(error, match=match):
+        mcmc.run(jax.random.key(0), init_params=init_params)
+
+
+def test_integer_init_params_are_converted():
+    kernel = L2HMCKernel(potential_fn=pytree_potential, dynamics=L2HMCDynamics(3, key=jax.random.key(0)))
+    mcmc = MCMC(kernel, num_warmup=2, num_samples=3, progress_bar=False)
+    mcmc.run(jax.random.key(0), init_params={"a": jnp.array([1, 2]), "b": jnp.array(0)})
+    assert mcmc.get_samples()["a"].dtype == jnp.result_type(float)
+
+
+def test_chains_after_the_first_reuse_its_compiled_training(capsys):
+    """Three sequential chains compile the training chunk once, and its progress is shown."""
+    import importlib
+
+    run_chunk = importlib.import_module("l2hmc_ppl.training.step").run_chunk._cached
+    before = run_chunk._cache_size()
+    mcmc = MCMC(
+        L2HMCKernel(potential_fn=pytree_potential, num_particles=8, num_leapfrog_steps=3),
+        num_warmup=40,
+        num_samples=10,
+        num_chains=3,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(22), init_params={"a": jnp.zeros((3, 2)), "b": jnp.zeros(3)})
+    assert mcmc.last_state.training.loss.shape == (3, 40)
+    assert run_chunk._cache_size() - before == 1
+    assert "L2HMC training" in capsys.readouterr().err  # warmup shows the training by default

@@ -19,8 +19,9 @@ import pytest
 from scipy import integrate, special, stats
 
 from l2hmc_ppl import targets
+from tests.stats import Z_THRESHOLD
 
-Z = 4.5
+Z = Z_THRESHOLD
 NUM_DRAWS = 2**16
 SAMPLED = tuple(name for name in targets.TARGET_NAMES if name != "german_credit")
 GERMAN_CREDIT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "german_credit"
@@ -378,10 +379,13 @@ def test_german_credit_matches_reference_moments():
 
 
 @needs_german_credit
-def test_german_credit_default_locations(monkeypatch, tmp_path):
+def test_german_credit_is_found_only_where_it_is_told(monkeypatch, tmp_path):
+    """The library searches no default folder: the argument, else the environment variable."""
     monkeypatch.delenv(targets.GERMAN_CREDIT_ENV_VAR, raising=False)
-    monkeypatch.chdir(tmp_path)  # ../shared from here does not exist: falls back to the repo's
-    assert targets.resolve_german_credit_dir() == GERMAN_CREDIT_DIR.resolve()
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # where ../shared/data exists
+    with pytest.raises(FileNotFoundError, match="no folder given.*L2HMC_PPL_GERMAN_CREDIT"):
+        targets.resolve_german_credit_dir()
+    assert targets.resolve_german_credit_dir(GERMAN_CREDIT_DIR) == GERMAN_CREDIT_DIR.resolve()
     copy = tmp_path / "copy"
     shutil.copytree(GERMAN_CREDIT_DIR, copy)
     monkeypatch.setenv(targets.GERMAN_CREDIT_ENV_VAR, str(copy))

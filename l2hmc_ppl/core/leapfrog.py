@@ -82,10 +82,14 @@ def finite_value_and_grad(logdensity_fn: Callable, position: Float[Array, " dim"
     select, so no 0·NaN can appear), which keeps a divergent sample from putting NaN into the
     training gradient of the others. Only reverse-mode differentiation is defined.
     """
-    # Traced values that logdensity_fn closes over (a temperature, data under vmap) become explicit
-    # arguments, as a custom VJP requires.
-    converted, constants = jax.closure_convert(logdensity_fn, position)
-    return _finite_value_and_grad(converted, position, *constants)
+    # Everything logdensity_fn closes over (data, a temperature, values traced by jit, vmap or grad)
+    # becomes an explicit argument, as a custom VJP requires.
+    closed = jax.make_jaxpr(logdensity_fn)(position)
+
+    def converted(position, *constants):
+        return jax.core.eval_jaxpr(closed.jaxpr, constants, position)[0]
+
+    return _finite_value_and_grad(converted, position, *closed.consts)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -105,7 +109,11 @@ def _finite_value_and_grad_forward(logdensity_fn, position, *constants):
 def _finite_value_and_grad_backward(logdensity_fn, residuals, cotangents):
     vjp, ok = residuals
     value_cotangent, grad_cotangent, _ = cotangents
-    return tuple(jnp.where(ok, c, jnp.zeros_like(c)) for c in vjp((value_cotangent, grad_cotangent)))
+
+    def select(cotangent):  # integer inputs have symbolic-zero (float0) cotangents
+        return cotangent if cotangent.dtype == jax.dtypes.float0 else jnp.where(ok, cotangent, 0.0)
+
+    return tuple(select(c) for c in vjp((value_cotangent, grad_cotangent)))
 
 
 _finite_value_and_grad.defvjp(_finite_value_and_grad_forward, _finite_value_and_grad_backward)

@@ -456,6 +456,8 @@ def load(path: str | os.PathLike, like: L2HMCDynamics | None = None) -> L2HMCDyn
                 "the last array"
             )
     # a version-1 file predates the jitter: its kernel had none
-    arrays = {name: arrays.get(name, np.zeros(want.shape, _stored_dtype(want.dtype))) for name, want in expected}
+    arrays = {
+        name: arrays.get(name, np.zeros(want.shape, _stored_dtype(want.dtype))) for name, want in expected
+    }
     leaves = [jnp.asarray(a.view(jnp.bfloat16) if a.dtype == np.dtype("V2") else a) for a in arrays.values()]
     return jax.tree_util.tree_unflatten(treedef, leaves)

@@ -18,11 +18,14 @@ parameters"), with BlackJAX's building blocks:
 Before each window, chains that have not reached the bulk of the target (log density more than
 10 + 5·√(d/2) below the upper quartile of the chains', a gap that typical draws of a d-dimensional
 posterior almost never show: their log density has a standard deviation near √(d/2)) are moved
-to the positions of randomly chosen chains that have; their number is reported. At the end, a check that the chains have arrived: if they are still climbing, their log
-density rises over the last window. The chains are independent, so the mean over chains of that
-rise, Δ = (mean of the last quarter − mean of the first quarter of the phase), has a standard
-error from the spread across chains whatever the autocorrelation within one; the warm start warns
-when the mean rise exceeds 4.5 of its standard errors.
+to the positions of randomly chosen chains that have; their number is reported.
+
+At the end, two checks that the chains have arrived, each with a warning: the step size must
+have settled (mean acceptance of the final phase at least half the target), and the chains must
+not still be climbing. Climbing chains' log density rises over the final phase; the chains are
+independent, so the mean over chains of that rise, Δ = (mean of the last quarter − mean of the
+first quarter of the phase), has a standard error from the spread across chains whatever the
+autocorrelation within one, and the warm start warns when Δ exceeds 4.5 standard errors.
 
 The returned dynamics are the HMC limit (zero heads) with the median of the chains' adapted step
 sizes and the preconditioner, so training starts from exactly that tuned HMC. Each phase runs the

@@ -1,22 +1,25 @@
-"""The L2HMC-DGLM pieces: exactness of the image-conditioned kernel, the J-step loss, the example.
+"""The DLGM example (``examples/dlgm``): exactness of the conditional kernel, the J-step loss, the script.
 
 1. Exactness: on a linear-Gaussian latent model, z ~ N(0, I₃), x | z ~ N(W z + b, σ² I₅), the
    posterior p(z | x) is Gaussian and known. 2¹⁶ exact posterior draws, moved by 1 and by 3
    conditional L2HMC transitions with random (untrained, order-one) weights and the aux input of a
    fixed x, keep each coordinate's mean and variance within 5 standard errors (from the draws).
-   Mutants: dropping log|det J|, or letting the aux input vary along the chain, must be caught.
+   Mutants, passed to the chain as its integrator: dropping log|det J|, or letting the aux input
+   vary along the chain, must be caught.
 2. The sampler's loss is ℓ_λ summed over all J steps: it equals an independent step-by-step
    reference, and differs from the released code's last-step-only loss.
-3. The example runs end to end with ``--smoke``.
+3. The script answers ``--help`` at once and runs end to end with ``--smoke``.
 
 Everything here runs in float64 (tests/conftest.py), except the example, which casts to float32.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 import time
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -25,10 +28,13 @@ import numpy as np
 import pytest
 
 import l2hmc_ppl
-from l2hmc_ppl import dlgm
+from l2hmc_ppl import learned_leapfrog
 from l2hmc_ppl.training.loss import esjd_loss
-from tests.helpers import Z_THRESHOLD, max_abs_z, randomize_heads
-from tests.test_invariance import _mutant_dropped_log_det
+from tests.mutants import dropped_log_det, randomize_heads
+from tests.stats import Z_THRESHOLD, max_abs_z
+
+import model as dlgm
+import training
 
 NUM_DRAWS = 2**16
 LATENT, OBSERVED, NOISE_SD = 3, 5, 0.7
@@ -64,7 +70,7 @@ def random_sampler(seed: int = 3) -> dlgm.ConditionalSampler:
     return eqx.tree_at(lambda s: s.dynamics, sampler, dynamics)
 
 
-def transitioned_draws(sampler, num_steps: int, seed: int = 0):
+def transitioned_draws(sampler, num_steps: int, seed: int = 0, integrator=learned_leapfrog):
     """2¹⁶ exact posterior draws after ``num_steps`` conditional L2HMC transitions (fixed x)."""
     chol = np.linalg.cholesky(POSTERIOR_COVARIANCE)
     loss_scale = jnp.asarray(np.diag(POSTERIOR_COVARIANCE))
@@ -76,7 +82,9 @@ def transitioned_draws(sampler, num_steps: int, seed: int = 0):
         draws = POSTERIOR_MEAN + jax.random.normal(key_draws, (NUM_DRAWS, LATENT)) @ chol.T
 
         def one_chain(key, start):
-            return dlgm.l2hmc_chain(key, sampler, log_posterior, image, start, loss_scale, num_steps)
+            return dlgm.l2hmc_chain(
+                key, sampler, log_posterior, image, start, loss_scale, num_steps, integrator
+            )
 
         chains = jax.vmap(one_chain)(jax.random.split(key_chains, NUM_DRAWS), draws)
         return chains.position, chains.acceptance_rate.mean()
@@ -93,22 +101,20 @@ def test_conditional_kernel_keeps_the_posterior(num_steps):
     assert z < Z_THRESHOLD
 
 
-def _mutant_aux_follows_the_chain(monkeypatch):
-    # The conditioning input must be a function of x only; here it also depends on the current z,
-    # so the reverse move uses other networks than the forward one and F L is no involution.
-    original = dlgm.propose
+def aux_follows_the_chain(
+    dynamics, logdensity_fn, position, momentum, logdensity, grad, direction, aux=None, step_size=None
+):
+    """The conditioning input must be a function of x only; here it also depends on the current z,
+    so the reverse move uses other networks than the forward one and F L is no involution."""
+    aux = aux + 3.0 * jnp.tanh(2.0 * jnp.sum(position))
+    return learned_leapfrog(
+        dynamics, logdensity_fn, position, momentum, logdensity, grad, direction, aux, step_size
+    )
 
-    def chain_dependent_aux(rng_key, state, logdensity_fn, dynamics, aux=None):
-        aux = aux + 3.0 * jnp.tanh(2.0 * jnp.sum(state.position))
-        return original(rng_key, state, logdensity_fn, dynamics, aux)
 
-    monkeypatch.setattr(dlgm, "propose", chain_dependent_aux)
-
-
-@pytest.mark.parametrize("mutant", [_mutant_dropped_log_det, _mutant_aux_follows_the_chain])
-def test_broken_conditional_kernels_are_detected(mutant, monkeypatch):
-    mutant(monkeypatch)
-    draws, _ = transitioned_draws(random_sampler(), num_steps=3)
+@pytest.mark.parametrize("mutant", [dropped_log_det, aux_follows_the_chain])
+def test_broken_conditional_kernels_are_detected(mutant):
+    draws, _ = transitioned_draws(random_sampler(), num_steps=3, integrator=mutant)
     z = max_abs_z(draws, POSTERIOR_MEAN, np.diag(POSTERIOR_COVARIANCE))
     print(f"{mutant.__name__}: max |z| = {z:.2f}")
     assert z > Z_THRESHOLD
@@ -172,7 +178,7 @@ def test_sampler_loss_sums_all_mh_steps():
     starts = jax.random.normal(key_starts, (4, 4))
     loss_scales = jnp.full((4, 4), 0.25)
 
-    loss, chains = jax.jit(dlgm.l2hmc_sampler_loss, static_argnums=6)(
+    loss, chains = jax.jit(training.l2hmc_sampler_loss, static_argnums=6)(
         model.sampler, model.decoder, key_chain, images, starts, loss_scales, num_mh_steps
     )
     reference = reference_step_losses(model, key_chain, images, starts, loss_scales, num_mh_steps)
@@ -194,8 +200,9 @@ def test_sampler_gradient_flows_through_every_step():
     filter_spec = model.sampler.trainable_filter()
     trainable, frozen = eqx.partition(model.sampler, filter_spec)
 
-    def objective(trainable, last_only):
-        _, chains = dlgm.l2hmc_sampler_loss(
+    # The data are arguments of the compiled function, as in `train_step`.
+    def objectives(trainable, images, starts):
+        _, chains = training.l2hmc_sampler_loss(
             eqx.combine(trainable, frozen),
             model.decoder,
             jax.random.key(8),
@@ -204,24 +211,21 @@ def test_sampler_gradient_flows_through_every_step():
             loss_scales,
             num_mh_steps,
         )
-        losses = chains.step_losses[:, -1] if last_only else chains.step_losses.sum(axis=1)
-        return losses.mean()
+        return jnp.stack([chains.step_losses.sum(axis=1).mean(), chains.step_losses[:, -1].mean()])
 
-    gradient = jax.jit(jax.grad(objective), static_argnums=1)
-    grad_all = gradient(trainable, False)
-    grad_last = gradient(trainable, True)
-    flat_all, _ = jax.flatten_util.ravel_pytree(grad_all)
-    flat_last, _ = jax.flatten_util.ravel_pytree(grad_last)
+    jacobian = jax.jit(jax.jacrev(objectives))(trainable, images, starts)  # one compilation for both
+    flat_all, _ = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda g: g[0], jacobian))
+    flat_last, _ = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map(lambda g: g[1], jacobian))
     assert np.all(np.isfinite(flat_all))
     assert float(jnp.linalg.norm(flat_all - flat_last)) > 1e-3 * float(jnp.linalg.norm(flat_all))
 
 
 def test_train_step_updates_each_part_and_keeps_the_masks():
     model = small_model(2)
-    optimizers = dlgm.make_optimizers()
-    opt_states = dlgm.init_optimizer_states(model, optimizers)
+    optimizers = training.make_optimizers()
+    opt_states = training.init_optimizer_states(model, optimizers)
     images = jax.random.bernoulli(jax.random.key(9), 0.3, (8, 20)).astype(jnp.float64)
-    new, _, metrics = dlgm.train_step(model, opt_states, images, jax.random.key(10), optimizers)
+    new, _, metrics = training.train_step(model, opt_states, images, jax.random.key(10), optimizers)
     for value in metrics:
         assert np.isfinite(float(value))
     for part in (
@@ -235,32 +239,36 @@ def test_train_step_updates_each_part_and_keeps_the_masks():
         after, _ = jax.flatten_util.ravel_pytree(eqx.filter(part(new), eqx.is_inexact_array))
         assert not np.allclose(before, after)
     assert np.array_equal(model.sampler.dynamics.masks, new.sampler.dynamics.masks)
+    assert float(new.sampler.dynamics.step_size_jitter) == 0.0  # the paper's fixed ε, not trained
     np.testing.assert_array_equal(
         model.sampler.dynamics.preconditioner_scale, new.sampler.dynamics.preconditioner_scale
     )
 
 
 # ------------------------------------------------------------------------------------------------
-# The example
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-requires_mnist = pytest.mark.skipif(
-    not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
-    reason=f"MNIST files not found at {MNIST_DIR}",
-)
+# The script
 
 
-@requires_mnist
-def test_example_smoke_run(tmp_path):
-    import importlib.util
+def test_script_help_is_fast_and_names_the_data_folder(example_script):
+    """``--help`` is parsed before JAX and the example's modules are imported."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(example_script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    seconds = time.perf_counter() - start
+    print(f"--help: {seconds:.2f} s")
+    assert result.returncode == 0, result.stderr
+    assert "--data-dir" in result.stdout and "L2HMC_PPL_MNIST" in result.stdout
+    assert seconds < 10  # well under a second on an idle machine; JAX alone takes several
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "dlgm_mnist.py"
-    spec = importlib.util.spec_from_file_location("dlgm_mnist_example", path)
+
+def test_script_smoke_run(example_script, mnist_dir, tmp_path):
+    spec = importlib.util.spec_from_file_location("dlgm_mnist_example", example_script)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
 
     start = time.perf_counter()
-    results = example.main(["--smoke", "--data", str(MNIST_DIR), "--out", str(tmp_path)])
+    results = example.main(["--smoke", "--data-dir", str(mnist_dir), "--out", str(tmp_path)])
     seconds = time.perf_counter() - start
     print(f"smoke run: {seconds:.0f} s")
 

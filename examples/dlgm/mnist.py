@@ -13,9 +13,11 @@ dimensions) or `0x00000801` (labels, one dimension), followed by one big-endian
 `uint32` per dimension and then the raw `uint8` payload. Every one of these is
 checked, so that a truncated download fails loudly instead of training on garbage.
 
-The data set is the one of the L2HMC-DGLM experiment (SPEC §8): images scaled to
-[0, 1], dynamically binarised (each pixel ~ Bernoulli(intensity), re-drawn every
-epoch) with [`binarize`][l2hmc_ppl.data.binarize].
+Part of the L2HMC-DGLM example (``examples/dlgm``). The data set is the one of the
+L2HMC-DGLM experiment (SPEC §8): images scaled to [0, 1], dynamically binarised
+(each pixel ~ Bernoulli(intensity), re-drawn every epoch) with `binarize`. The
+folder is the caller's choice (`data_dir`) or the environment variable
+`L2HMC_PPL_MNIST`; this module looks nowhere else.
 
 References:
     Y. LeCun, C. Cortes, C. J. C. Burges, *The MNIST database of handwritten
@@ -62,47 +64,33 @@ _WHERE_TO_GET = (
 )
 
 
-def _default_candidates() -> list[Path]:
-    """Default folders, in order: beside the working directory, beside the package."""
-    return [
-        Path.cwd() / ".." / "shared" / "data" / "mnist",
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
-    ]
-
-
 def resolve_mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Find the folder that holds the MNIST files.
+    """The folder that holds the MNIST files: ``data_dir`` if given, else ``$L2HMC_PPL_MNIST``.
 
-    The first of these that is given wins; an explicit choice never silently falls
-    back to another folder:
-
-    1. the `data_dir` argument;
-    2. the environment variable `L2HMC_PPL_MNIST`;
-    3. `../shared/data/mnist` relative to the current working directory, then
-       `shared/data/mnist` two levels above this file (the first that exists).
+    There is no search beyond these two: the caller (the example script) decides on any default
+    folder and passes it in. An explicit choice never silently falls back to another folder.
 
     Args:
-        data_dir: Folder holding the IDX files, or `None` to search as above.
+        data_dir: Folder holding the IDX files, or `None` to read the environment variable.
 
     Returns:
         The folder, resolved to an absolute path.
 
     Raises:
-        FileNotFoundError: If the chosen folder does not exist (or, when searching,
-            none of the default folders does); the message names the four files,
-            where to get them and the environment variable.
+        FileNotFoundError: If neither is given, or the chosen folder does not exist; the message
+            names the four files, where to get them and the environment variable.
     """
     if data_dir is not None:
-        candidates, origin = [Path(data_dir)], "the `data_dir` argument"
+        folder, origin = Path(data_dir), "the `data_dir` argument"
     elif os.environ.get(ENV_VAR):
-        candidates, origin = [Path(os.environ[ENV_VAR])], f"${ENV_VAR}"
+        folder, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
     else:
-        candidates, origin = _default_candidates(), "the default locations"
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    searched = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"MNIST folder not found (from {origin}; looked in: {searched}). {_WHERE_TO_GET}")
+        raise FileNotFoundError(
+            f"No MNIST folder given (no `data_dir`, and ${ENV_VAR} is not set). {_WHERE_TO_GET}"
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MNIST folder {folder} not found (from {origin}). {_WHERE_TO_GET}")
+    return folder.resolve()
 
 
 def _find_file(folder: Path, stem: str) -> Path:
@@ -173,15 +161,12 @@ def load_mnist(
     """Load an MNIST split as flat float32 images in [0, 1] and int32 labels.
 
     Pixel intensities are the stored bytes divided by 255 (train mean 0.1307,
-    sd 0.3081). Pass the result through [`binarize`][l2hmc_ppl.data.binarize] for
+    sd 0.3081). Pass the result through `binarize` for
     the dynamically binarised data of the L2HMC-DGLM experiment.
 
     Args:
-        data_dir: Folder holding the IDX files. If `None`, the environment variable
-            `L2HMC_PPL_MNIST`, then `../shared/data/mnist` relative to the current
-            working directory, then `shared/data/mnist` two levels above this
-            package's folder (see
-            [`resolve_mnist_dir`][l2hmc_ppl.data.resolve_mnist_dir]).
+        data_dir: Folder holding the IDX files; if `None`, the folder named by the
+            environment variable `L2HMC_PPL_MNIST` (see `resolve_mnist_dir`).
         split: `"train"` (60,000 images) or `"test"` (10,000 images, the `t10k`
             files).
 
@@ -198,7 +183,7 @@ def load_mnist(
             disagree.
 
     Example:
-        >>> images, labels = load_mnist(split="test")  # doctest: +SKIP
+        >>> images, labels = load_mnist("path/to/mnist", "test")  # doctest: +SKIP
         >>> images.shape, labels.shape  # doctest: +SKIP
         ((10000, 784), (10000,))
     """

@@ -5,7 +5,7 @@ The generative model is a deep latent Gaussian model (DGLM) on binarised images 
 $$z \sim \mathcal N(0, I_d), \qquad x \mid z \sim \mathrm{Bernoulli}(\sigma(f_\phi(z))),$$
 
 with $f_\phi$ the decoder (an MLP with softplus hidden layers). Three ways to train it, one
-module [`DGLM`][l2hmc_ppl.dlgm.DGLM] with a ``variant``:
+module `DGLM` with a ``variant``:
 
 - ``"vae"``: a variational auto-encoder; encoder $q_\psi(z \mid x)$ (diagonal Gaussian) and decoder
   both maximise the ELBO.
@@ -19,7 +19,8 @@ module [`DGLM`][l2hmc_ppl.dlgm.DGLM] with a ``variant``:
   sampler θ is trained at the same time on the L2HMC loss $\ell_\lambda$ **summed over all J
   steps**, with the per-dimension λ of the loss the encoder's posterior sd (stop-gradient).
 
-Algorithm 2, per minibatch, each part with its own Adam optimiser:
+This module holds the model, its densities, the two kinds of chains and the evaluation;
+``training.py`` holds Algorithm 2, per minibatch, each part with its own Adam optimiser:
 
 1. $z_0 \sim q_\psi(z \mid x)$; the ELBO updates ψ only;
 2. $z_j = K_\theta(z_{j-1} \mid x)$, $j = 1..J$; $\mathcal L(\theta) = \sum_{j=1}^{J}
@@ -31,8 +32,11 @@ for $p_\phi(z \mid x)$ for any weights, like the unconditional kernel. Between M
 state is cut from the gradient (each step's loss measures that step's proposal, as in Algorithm 1).
 
 Evaluation: the held-out log-likelihood $\log p_\phi(x)$ by annealed importance sampling
-([`ais_log_likelihood`][l2hmc_ppl.dlgm.ais_log_likelihood], a per-data-point wrapper of
-[`ais_log_marginal`][l2hmc_ppl.ais.ais_log_marginal]).
+(`ais_log_likelihood`, a per-data-point wrapper of ``ais.ais_log_marginal``).
+
+Part of the L2HMC-DGLM example (``examples/dlgm``), built on the library's dynamics and kernel;
+the example's modules import each other by their file names, so ``examples/dlgm`` must be on
+``sys.path`` (it is when the script runs).
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
@@ -51,35 +55,29 @@ import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from l2hmc_ppl.ais import AISResult, ais_log_marginal
-from l2hmc_ppl.core.kernel import L2HMCState, propose
+from l2hmc_ppl.core import Integrator, L2HMCState, learned_leapfrog, metropolis_accept, propose
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
 from l2hmc_ppl.dynamics.networks import init_linear
 from l2hmc_ppl.training.loss import esjd_loss
 
+from ais import AISResult, ais_log_marginal
+
 __all__ = [
+    "IMAGE_SIZE",
     "VARIANTS",
     "BernoulliDecoder",
     "ChainResult",
     "ConditionalSampler",
     "DGLM",
-    "DGLMOptimizerStates",
-    "DGLMOptimizers",
     "GaussianEncoder",
-    "TrainMetrics",
     "ais_log_likelihood",
     "elbo",
     "hmc_chain",
-    "init_optimizer_states",
     "l2hmc_chain",
-    "l2hmc_sampler_loss",
     "log_joint",
     "log_prior",
-    "make_optimizers",
-    "train_step",
 ]
 
 #: The three ways of training the decoder: ELBO only, HMC-DGLM, L2HMC-DGLM.
@@ -214,7 +212,7 @@ class ConditionalSampler(eqx.Module):
         encoder_hidden_size: width of the image encoder (512 in the paper); also the aux size.
         num_encoder_layers: softplus layers of the image encoder (2 in the paper).
         num_hidden_layers: ReLU layers after the summed embedding (1: a 2-layer trunk).
-        step_size: initial ε (trainable).
+        step_size: initial ε (trainable; not jittered, as in the paper).
         image_size: number of pixels.
         key: PRNG key.
         dtype: floating dtype of the weights.
@@ -247,6 +245,7 @@ class ConditionalSampler(eqx.Module):
             num_leapfrog_steps=num_leapfrog_steps,
             hidden_size=hidden_size,
             step_size=step_size,
+            step_size_jitter=0.0,  # the paper's fixed ε: no jitter
             num_hidden_layers=num_hidden_layers,
             aux_size=encoder_hidden_size,
             key=key_dynamics,
@@ -319,13 +318,15 @@ def l2hmc_chain(
     initial_position: Float[Array, " d"],
     loss_scale: Float[Array, " d"],
     num_mh_steps: int,
+    integrator: Integrator = learned_leapfrog,
 ) -> ChainResult:
     """Run J conditional L2HMC transitions on ``logdensity_fn`` and record ℓ_λ of every step.
 
-    Each step is the package kernel's transition (:func:`~l2hmc_ppl.core.kernel.propose`, then the
-    MH test with the same key split as :func:`~l2hmc_ppl.core.kernel.build_kernel`), with
-    aux = ``sampler.encode(image)`` computed once and fixed along the chain. The per-step losses
-    are differentiable in the sampler; the chain state is cut from the gradient between steps.
+    Each step is the library kernel's transition (``l2hmc_ppl.propose``, then
+    ``l2hmc_ppl.core.metropolis_accept`` with the same key split as ``l2hmc_ppl.build_kernel``),
+    with aux = ``sampler.encode(image)`` computed once and fixed along the chain. The per-step
+    losses are differentiable in the sampler; the chain state is cut from the gradient between
+    steps.
 
     Args:
         rng_key: PRNG key.
@@ -336,9 +337,10 @@ def l2hmc_chain(
         initial_position: z₀ (e.g. a draw from q_ψ(z | x)).
         loss_scale: λ² per latent dimension (the encoder's posterior variance).
         num_mh_steps: J.
+        integrator: the map L_θ, passed on to ``propose`` (the tests pass broken ones).
 
     Returns:
-        A [`ChainResult`][l2hmc_ppl.dlgm.ChainResult]; the training loss is ``step_losses.sum()``.
+        A `ChainResult`; the training loss is ``step_losses.sum()``.
     """
     aux = sampler.encode(image)
 
@@ -347,14 +349,10 @@ def l2hmc_chain(
 
     def one_step(state, key):
         key_proposal, key_accept = jax.random.split(key)
-        proposal = propose(key_proposal, state, logdensity_fn, sampler.dynamics, aux)
+        proposal = propose(key_proposal, state, logdensity_fn, sampler.dynamics, aux, integrator)
         loss = esjd_loss(state.position, proposal.state.position, proposal.acceptance_probability, loss_scale)
-        log_uniform = jnp.log(jax.random.uniform(key_accept, dtype=proposal.log_accept_ratio.dtype))
-        is_accepted = log_uniform < proposal.log_accept_ratio
-        new_state = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(is_accepted, new, old), proposal.state, state
-        )
-        return jax.lax.stop_gradient(new_state), (loss, proposal.acceptance_probability)
+        state, _ = metropolis_accept(key_accept, proposal.log_accept_ratio, proposal.state, state)
+        return jax.lax.stop_gradient(state), (loss, proposal.acceptance_probability)
 
     state, (losses, acceptance) = jax.lax.scan(one_step, state, jax.random.split(rng_key, num_mh_steps))
     return ChainResult(state.position, losses, acceptance)
@@ -500,209 +498,6 @@ class DGLM(eqx.Module):
         )
 
 
-def l2hmc_sampler_loss(
-    sampler: ConditionalSampler,
-    decoder: BernoulliDecoder,
-    rng_key: PRNGKeyArray,
-    images: Float[Array, "batch pixels"],
-    initial_positions: Float[Array, "batch d"],
-    loss_scales: Float[Array, "batch d"],
-    num_mh_steps: int,
-) -> tuple[Float[Array, ""], ChainResult]:
-    r"""The sampler's objective of Algorithm 2: ℓ_λ summed over all J steps, averaged over the batch.
-
-    $$\mathcal L(\theta) = \frac{1}{B} \sum_{b=1}^{B} \sum_{j=1}^{J}
-    \ell_{\lambda_b}(z^b_{j-1}, z'^b_j, A^b_j)$$
-
-    (the released code trained on the last step only; SPEC §8 asks for all J). Differentiate with
-    respect to ``sampler``; the decoder only defines the targets.
-
-    Args:
-        sampler: the conditional sampler θ.
-        decoder: the decoder φ.
-        rng_key: PRNG key (split into one key per image).
-        images: the minibatch x, shape ``(batch, pixels)``.
-        initial_positions: z₀ per image.
-        loss_scales: λ² per image and latent dimension.
-        num_mh_steps: J.
-
-    Returns:
-        ``(loss, chains)``, with the batched [`ChainResult`][l2hmc_ppl.dlgm.ChainResult].
-    """
-
-    def one_chain(key, image, initial_position, loss_scale):
-        def logdensity_fn(latent):
-            return log_joint(decoder, latent, image)
-
-        return l2hmc_chain(key, sampler, logdensity_fn, image, initial_position, loss_scale, num_mh_steps)
-
-    keys = jax.random.split(rng_key, images.shape[0])
-    chains = jax.vmap(one_chain)(keys, images, initial_positions, loss_scales)
-    return jnp.mean(jnp.sum(chains.step_losses, axis=1)), chains
-
-
-class DGLMOptimizers(NamedTuple):
-    """One Optax optimiser per part: encoder ψ, decoder φ, sampler θ."""
-
-    encoder: optax.GradientTransformation
-    decoder: optax.GradientTransformation
-    sampler: optax.GradientTransformation
-
-
-def make_optimizers(learning_rate: float = 1e-3, max_grad_norm: float = 5.0) -> DGLMOptimizers:
-    """Adam for each part (SPEC §8: 1e-3); the sampler's gradients are clipped at global norm 5.
-
-    A sampler step whose gradient is not finite is skipped (``optax.apply_if_finite``).
-    """
-    sampler = optax.apply_if_finite(
-        optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate)),
-        max_consecutive_errors=1_000_000,
-    )
-    return DGLMOptimizers(optax.adam(learning_rate), optax.adam(learning_rate), sampler)
-
-
-class DGLMOptimizerStates(NamedTuple):
-    """The optimiser states of the three parts (``sampler`` is ``None`` without a sampler)."""
-
-    encoder: optax.OptState
-    decoder: optax.OptState
-    sampler: optax.OptState | None
-
-
-def init_optimizer_states(model: DGLM, optimizers: DGLMOptimizers) -> DGLMOptimizerStates:
-    """Initial optimiser states for the trainable parts of ``model``."""
-    sampler_state = None
-    if model.sampler is not None:
-        trainable = eqx.filter(model.sampler, model.sampler.trainable_filter())
-        sampler_state = optimizers.sampler.init(trainable)
-    return DGLMOptimizerStates(
-        optimizers.encoder.init(eqx.filter(model.encoder, eqx.is_inexact_array)),
-        optimizers.decoder.init(eqx.filter(model.decoder, eqx.is_inexact_array)),
-        sampler_state,
-    )
-
-
-class TrainMetrics(NamedTuple):
-    """Batch averages from one training step (NaN where a quantity does not apply).
-
-    Attributes:
-        elbo: the ELBO of q_ψ (a lower bound on log p_φ(x)).
-        log_joint: log p_φ(x, z_J) at the chain's end point (the decoder's objective).
-        sampler_loss: Σ_j ℓ_λ over the J steps (L2HMC only).
-        acceptance_rate: mean MH acceptance probability over the J steps.
-        step_size: ε of the kernel.
-    """
-
-    elbo: Float[Array, ""]
-    log_joint: Float[Array, ""]
-    sampler_loss: Float[Array, ""]
-    acceptance_rate: Float[Array, ""]
-    step_size: Float[Array, ""]
-
-
-def _adam_step(optimizer, params, grads, opt_state, filter_spec=eqx.is_inexact_array):
-    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(params, filter_spec))
-    return eqx.apply_updates(params, updates), opt_state
-
-
-@eqx.filter_jit
-def train_step(
-    model: DGLM,
-    opt_states: DGLMOptimizerStates,
-    images: Float[Array, "batch pixels"],
-    rng_key: PRNGKeyArray,
-    optimizers: DGLMOptimizers,
-) -> tuple[DGLM, DGLMOptimizerStates, TrainMetrics]:
-    """One minibatch of Algorithm 2 (or of the VAE / HMC-DGLM baselines), compiled.
-
-    Every gradient is taken at the parameters the step starts from; the three parts are then
-    updated, each by its own optimiser.
-
-    Args:
-        model: the current model.
-        opt_states: from [`init_optimizer_states`][l2hmc_ppl.dlgm.init_optimizer_states].
-        images: a minibatch of binarised images, shape ``(batch, pixels)``.
-        rng_key: PRNG key.
-        optimizers: from [`make_optimizers`][l2hmc_ppl.dlgm.make_optimizers].
-
-    Returns:
-        The updated model, optimiser states and [`TrainMetrics`][l2hmc_ppl.dlgm.TrainMetrics].
-    """
-    batch_size = images.shape[0]
-    dtype = model.decoder.output_layer.weight.dtype
-    nan = jnp.asarray(jnp.nan, dtype)
-    key_elbo, key_initial, key_chain = jax.random.split(rng_key, 3)
-    keys_elbo = jax.random.split(key_elbo, batch_size)
-
-    def negative_elbo(encoder, decoder):
-        return -jnp.mean(jax.vmap(elbo, (0, None, None, 0))(keys_elbo, encoder, decoder, images))
-
-    if model.variant == "vae":
-        loss, (grad_encoder, grad_decoder) = eqx.filter_value_and_grad(lambda parts: negative_elbo(*parts))(
-            (model.encoder, model.decoder)
-        )
-        encoder, encoder_state = _adam_step(
-            optimizers.encoder, model.encoder, grad_encoder, opt_states.encoder
-        )
-        decoder, decoder_state = _adam_step(
-            optimizers.decoder, model.decoder, grad_decoder, opt_states.decoder
-        )
-        model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model, (encoder, decoder))
-        metrics = TrainMetrics(-loss, nan, nan, nan, nan)
-        return model, DGLMOptimizerStates(encoder_state, decoder_state, None), metrics
-
-    # 1. The ELBO updates ψ only; z₀ ~ q_ψ(z | x) at the pre-update ψ starts the chains.
-    loss, grad_encoder = eqx.filter_value_and_grad(lambda enc: negative_elbo(enc, model.decoder))(
-        model.encoder
-    )
-    mean, log_sd = jax.vmap(model.encoder)(images)
-    noise = jax.random.normal(key_initial, mean.shape, dtype)
-    initial_positions = jax.lax.stop_gradient(mean + jnp.exp(log_sd) * noise)
-
-    # 2. J MH steps; for L2HMC the loss summed over all J steps updates θ only.
-    sampler, sampler_state = model.sampler, opt_states.sampler
-    if model.variant == "l2hmc":
-        filter_spec = model.sampler.trainable_filter()
-        trainable, frozen = eqx.partition(model.sampler, filter_spec)
-
-        loss_scales = jax.lax.stop_gradient(jnp.exp(2.0 * log_sd))  # λ² = the encoder's variance
-
-        def sampler_objective(trainable):
-            sampler = eqx.combine(trainable, frozen)
-            return l2hmc_sampler_loss(
-                sampler, model.decoder, key_chain, images, initial_positions, loss_scales, model.num_mh_steps
-            )
-
-        (sampler_loss, chains), grad_sampler = eqx.filter_value_and_grad(sampler_objective, has_aux=True)(
-            trainable
-        )
-        sampler, sampler_state = _adam_step(
-            optimizers.sampler, model.sampler, grad_sampler, opt_states.sampler, filter_spec
-        )
-        step_size = model.sampler.dynamics.step_size.astype(dtype)
-    else:
-        keys_chain = jax.random.split(key_chain, batch_size)
-        chains = jax.vmap(model.run_chain)(keys_chain, images, initial_positions)
-        sampler_loss = nan
-        step_size = jnp.asarray(model.hmc_step_size, dtype)
-    final_positions = jax.lax.stop_gradient(chains.position)
-
-    # 3. The decoder maximises log p_φ(x, z_J) with z_J fixed.
-    negative_log_joint, grad_decoder = eqx.filter_value_and_grad(
-        lambda dec: -jnp.mean(jax.vmap(log_joint, (None, 0, 0))(dec, final_positions, images))
-    )(model.decoder)
-
-    encoder, encoder_state = _adam_step(optimizers.encoder, model.encoder, grad_encoder, opt_states.encoder)
-    decoder, decoder_state = _adam_step(optimizers.decoder, model.decoder, grad_decoder, opt_states.decoder)
-    model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model, (encoder, decoder))
-    if sampler is not None:
-        model = eqx.tree_at(lambda m: m.sampler, model, sampler)
-    metrics = TrainMetrics(
-        -loss, -negative_log_joint, sampler_loss, jnp.mean(chains.acceptance_rate), step_size
-    )
-    return model, DGLMOptimizerStates(encoder_state, decoder_state, sampler_state), metrics
-
-
 # ------------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -736,7 +531,7 @@ def ais_log_likelihood(
         target_acceptance: the acceptance the step size adapts toward.
 
     Returns:
-        An [`AISResult`][l2hmc_ppl.ais.AISResult] with a leading axis over images
+        An ``ais.AISResult`` with a leading axis over images
         (``log_marginal`` and ``standard_error`` of shape ``(num_images,)``).
     """
     latent_size = decoder.hidden_layers[0].in_features

@@ -1,5 +1,8 @@
 r"""Annealed importance sampling (AIS) estimates of a log marginal likelihood.
 
+Part of the L2HMC-DGLM example (``examples/dlgm``): the evaluation of SPEC §8. Nothing here is
+specific to L2HMC; the transitions are BlackJAX's HMC.
+
 AIS (Neal, 2001) estimates $\log p(x) = \log \int p(z)\, p(x \mid z)\, dz$ by
 moving `num_chains` independent chains from the prior $p(z)$ to the posterior
 through the tempered densities
@@ -75,7 +78,7 @@ __all__ = [
 
 
 class AISResult(NamedTuple):
-    """Output of [`ais_log_marginal`][l2hmc_ppl.ais.ais_log_marginal].
+    """Output of `ais_log_marginal`.
 
     Attributes:
         log_marginal: The estimate of $\\log p(x)$: log-mean-exp of `log_weights`.
@@ -211,12 +214,12 @@ def ais_log_marginal(
         adapt_step_size: Adapt the step size toward `target_acceptance`.
         adaptation_rate: Gain $\gamma$ of the update of $\log \varepsilon$.
         schedule: `"sigmoid"`, `"linear"` (see
-            [`annealing_schedule`][l2hmc_ppl.ais.annealing_schedule]) or an
+            `annealing_schedule`) or an
             explicit array of `num_annealing_steps + 1` increasing inverse
             temperatures from exactly 0 to exactly 1.
 
     Returns:
-        An [`AISResult`][l2hmc_ppl.ais.AISResult].
+        An `AISResult`.
 
     Raises:
         ValueError: For a bad schedule or step size, or non-positive counts.

@@ -16,12 +16,17 @@ by annealed importance sampling, and writes to ``--out``:
 The paper's configuration (latent 50, 2 × 1024 softplus, batch 512, M = 10, 300 epochs, AIS with
 10,000 annealing steps and 20 chains) needs a GPU; on a CPU use smaller settings and say so, e.g.
 
-    python examples/dlgm_mnist.py --data ../shared/data/mnist --out examples/outputs/dlgm_cpu \\
+    python examples/dlgm/dlgm_mnist.py --out examples/outputs/dlgm_cpu \\
         --epochs 6 --hidden-size 256 --batch-size 128 --num-mh-steps 1 --num-leapfrog-steps 10 \\
         --ais-steps 300 --ais-chains 10 --eval-points 100
 
 (36 minutes on two shared CPU cores; docs/dlgm.md reports that run). ``--smoke`` runs tiny
 settings end to end (CI; one to two minutes on a CPU, most of it compiling).
+
+The MNIST folder is ``--data-dir``, else the environment variable ``L2HMC_PPL_MNIST``, else
+``../shared/data/mnist`` beside the repository. The model, Algorithm 2, the AIS estimator and the
+MNIST loader are the modules beside this script (``model.py``, ``training.py``, ``ais.py``,
+``mnist.py``), which it imports by their file names.
 """
 
 from __future__ import annotations
@@ -69,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument(
-        "--data",
+        "--data-dir",
         default=None,
-        help="folder with the MNIST IDX files; if not given, $L2HMC_PPL_MNIST, then ../shared/data/mnist",
+        help="folder with the MNIST IDX files; if not given, $L2HMC_PPL_MNIST, "
+        "else ../shared/data/mnist beside the repository",
     )
     parser.add_argument("--out", default="examples/outputs/dlgm", help="output folder")
     parser.add_argument("--models", default="vae,hmc,l2hmc", help="comma-separated subset of vae,hmc,l2hmc")
@@ -157,11 +163,23 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from l2hmc_ppl import dlgm  # noqa: E402
-from l2hmc_ppl.data import binarize, load_mnist  # noqa: E402
+import model as dlgm  # noqa: E402
+from mnist import ENV_VAR, binarize, load_mnist  # noqa: E402
+from training import init_optimizer_states, make_optimizers, train_step  # noqa: E402
 
 DTYPE = jnp.float32
 TOP_HALF = np.arange(784) < 392  # rows 0..13 of the 28 × 28 image
+#: The repository this script sits in (examples/dlgm/dlgm_mnist.py).
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def mnist_folder(data_dir: str | None) -> Path:
+    """``--data-dir``, else ``$L2HMC_PPL_MNIST``, else ``../shared/data/mnist`` beside the repository."""
+    if data_dir:
+        return Path(data_dir)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return REPOSITORY.parent / "shared" / "data" / "mnist"
 
 
 def log(message: str) -> None:
@@ -197,8 +215,8 @@ def build_model(variant: str, args, mean_image) -> dlgm.DGLM:
 
 def train_model(variant: str, args, train_images, mean_image) -> tuple[dlgm.DGLM, dict]:
     model = build_model(variant, args, mean_image)
-    optimizers = dlgm.make_optimizers(args.learning_rate)
-    opt_states = dlgm.init_optimizer_states(model, optimizers)
+    optimizers = make_optimizers(args.learning_rate)
+    opt_states = init_optimizer_states(model, optimizers)
     num_batches = train_images.shape[0] // args.batch_size
     key = jax.random.key(args.seed + 1)  # the same data order and binarisations for every variant
     history = []
@@ -211,9 +229,7 @@ def train_model(variant: str, args, train_images, mean_image) -> tuple[dlgm.DGLM
         sums = None
         for step in range(num_batches):
             batch = binary[order[step * args.batch_size : (step + 1) * args.batch_size]]
-            model, opt_states, metrics = dlgm.train_step(
-                model, opt_states, batch, step_keys[step], optimizers
-            )
+            model, opt_states, metrics = train_step(model, opt_states, batch, step_keys[step], optimizers)
             sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
         means = {k: float(v) / num_batches for k, v in sums._asdict().items()}
         means["step_size"] = float(model.step_size)
@@ -521,8 +537,10 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log(f"devices: {jax.devices()}; settings: {vars(args)}")
-    train_images, train_labels = load_mnist(args.data, "train")
-    test_images, test_labels = load_mnist(args.data, "test")
+    data_dir = mnist_folder(args.data_dir)
+    log(f"MNIST from {data_dir}")
+    train_images, train_labels = load_mnist(data_dir, "train")
+    test_images, test_labels = load_mnist(data_dir, "test")
     if args.num_train is not None:
         train_images, train_labels = train_images[: args.num_train], train_labels[: args.num_train]
     mean_image = train_images.mean(axis=0)

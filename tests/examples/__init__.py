@@ -1,0 +1,1 @@
+"""Tests of the examples that carry their own modules (``examples/dlgm``)."""
