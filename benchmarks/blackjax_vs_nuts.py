@@ -31,16 +31,51 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import blackjax
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the helpers are `benchmarks._...`
 
-from l2hmc_ppl.blackjax import l2hmc, l2hmc_adaptation
-from l2hmc_ppl.targets import get_target
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", default=["correlated_gaussian", "german_credit"])
+    parser.add_argument("--samplers", nargs="+", default=["nuts", "hmc", "l2hmc", "l2hmc-hmc-limit"])
+    parser.add_argument("--num-chains", type=int, default=8)
+    parser.add_argument("--num-samples", type=int, default=2000)
+    parser.add_argument("--num-warmup", type=int, default=1000, help="window adaptation steps (NUTS, HMC)")
+    parser.add_argument("--num-train-steps", type=int, default=1000, help="L2HMC training iterations")
+    parser.add_argument("--num-leapfrog-steps", type=int, default=10, help="M for HMC and L2HMC")
+    parser.add_argument("--num-particles", type=int, default=64, help="L2HMC training chains")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate for L2HMC")
+    parser.add_argument(
+        "--dense-mass", action="store_true", help="dense mass matrices (NUTS, HMC) and preconditioner (L2HMC)"
+    )
+    parser.add_argument("--float64", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="German credit folder (default: $L2HMC_PPL_GERMAN_CREDIT, else ../shared/data/german_credit)",
+    )
+    parser.add_argument("--output", help="write the results as JSON here")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import blackjax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks._common import german_credit_dir  # noqa: E402
+from l2hmc_ppl import TrainConfig  # noqa: E402
+from l2hmc_ppl.blackjax import l2hmc, l2hmc_adaptation  # noqa: E402
+from l2hmc_ppl.targets import get_target  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -67,10 +102,11 @@ def correlated_gaussian(dim: int = 10, correlation: float = 0.9) -> BenchmarkTar
     return BenchmarkTarget(f"correlated_gaussian_{dim}d", dim, logdensity_fn, mean, covariance)
 
 
-def load_target(name: str) -> BenchmarkTarget:
+def load_target(name: str, data_dir: str | None = None) -> BenchmarkTarget:
     if name == "correlated_gaussian":
         return correlated_gaussian()
-    target = get_target(name)
+    options = {"data_dir": german_credit_dir(data_dir)} if name == "german_credit" else {}
+    target = get_target(name, **options)
     return BenchmarkTarget(target.name, target.dim, target.logdensity_fn, target.mean, target.covariance)
 
 
@@ -91,12 +127,12 @@ def adapt(sampler_name, rng_key, target, initial_position, args):
         )
         algorithm = blackjax.hmc
     else:
+        training = TrainConfig(dense_mass=args.dense_mass, learning_rate=args.learning_rate)
         warmup = l2hmc_adaptation(
             logdensity_fn,
+            config=training,
             num_leapfrog_steps=args.num_leapfrog_steps,
             num_particles=args.num_particles,
-            dense_mass=args.dense_mass,
-            learning_rate=args.learning_rate,
         )
         algorithm = l2hmc
     num_steps = args.num_train_steps if sampler_name == "l2hmc" else args.num_warmup
@@ -207,23 +243,7 @@ def print_table(name, results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", nargs="+", default=["correlated_gaussian", "german_credit"])
-    parser.add_argument("--samplers", nargs="+", default=["nuts", "hmc", "l2hmc", "l2hmc-hmc-limit"])
-    parser.add_argument("--num-chains", type=int, default=8)
-    parser.add_argument("--num-samples", type=int, default=2000)
-    parser.add_argument("--num-warmup", type=int, default=1000, help="window adaptation steps (NUTS, HMC)")
-    parser.add_argument("--num-train-steps", type=int, default=1000, help="L2HMC training iterations")
-    parser.add_argument("--num-leapfrog-steps", type=int, default=10, help="M for HMC and L2HMC")
-    parser.add_argument("--num-particles", type=int, default=64, help="L2HMC training chains")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate for L2HMC")
-    parser.add_argument(
-        "--dense-mass", action="store_true", help="dense mass matrices (NUTS, HMC) and preconditioner (L2HMC)"
-    )
-    parser.add_argument("--float64", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", help="write the results as JSON here")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
 
@@ -232,7 +252,7 @@ def main(argv=None):
     print(json.dumps(setup))
     all_results = {}
     for name in args.targets:
-        target = load_target(name)
+        target = load_target(name, args.data_dir)
         print(f"{target.name} (d = {target.dim})", flush=True)
         all_results[target.name] = benchmark_target(target, args)
         print_table(target.name, all_results[target.name])

@@ -1,9 +1,9 @@
 """Cost of one L2HMC transition relative to one BlackJAX HMC transition with the same M.
 
-Both kernels are jitted, vmapped over a batch of chains and run inside one ``lax.scan`` of
-transitions, in the same process; the figure reported is the ratio of wall times (min over repeats),
-never an absolute timing to assert on. Also prints the largest invertibility and log-determinant
-errors of the learned leapfrog (float64, random order-one heads) for the record.
+Both kernels run in the library's one vmapped scan over chains (``l2hmc_ppl.run_chains``), jitted,
+in the same process; the figure reported is the ratio of wall times (min over repeats), never an
+absolute timing to assert on. Also prints the largest invertibility and log-determinant errors of
+the learned leapfrog (float64, random order-one heads) for the record.
 
 Usage: ``python benchmarks/kernel_speed.py [--chains 200] [--steps 200]``
 """
@@ -11,29 +11,50 @@ Usage: ``python benchmarks/kernel_speed.py [--chains 200] [--steps 200]``
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import blackjax
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-import l2hmc_ppl
-from l2hmc_ppl import L2HMCDynamics
-from l2hmc_ppl.targets import icg, scg
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks._...` and `tests.mutants`
 
 
-def _time(fn, *args, repeats=5):
-    jax.block_until_ready(fn(*args))  # compile
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chains", type=int, default=200, help="chains per batch (default: 200)")
+    parser.add_argument("--steps", type=int, default=200, help="transitions per chain (default: 200)")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import blackjax  # noqa: E402
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import l2hmc_ppl  # noqa: E402
+from benchmarks._samplers import hmc_kernel  # noqa: E402
+from l2hmc_ppl import L2HMCDynamics  # noqa: E402
+from l2hmc_ppl.targets import icg, scg  # noqa: E402
+
+_run_chains = eqx.filter_jit(l2hmc_ppl.run_chains)
+
+
+def _best_seconds(fn, repeats: int = 5) -> float:
+    """The fastest of ``repeats`` calls of ``fn()``, after one call that compiles."""
+    jax.block_until_ready(fn())
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(fn())
         best = min(best, time.perf_counter() - start)
     return best
 
 
 def compare(target, hidden_size, num_chains, num_steps, num_leapfrog_steps=10, step_size=0.05):
+    """Best wall seconds of ``num_steps`` transitions of ``num_chains`` chains: (L2HMC, HMC)."""
     dynamics = L2HMCDynamics(
         target.dim,
         num_leapfrog_steps=num_leapfrog_steps,
@@ -42,41 +63,42 @@ def compare(target, hidden_size, num_chains, num_steps, num_leapfrog_steps=10, s
         key=jax.random.key(0),
     )
     positions = target.sample(jax.random.key(1), num_chains)
-    l2hmc_kernel = l2hmc_ppl.build_kernel()
-    hmc = blackjax.hmc(target.logdensity_fn, step_size, jnp.ones(target.dim), num_leapfrog_steps)
-
-    def run(init_fn, step_fn):
-        @jax.jit
-        def go(key):
-            states = jax.vmap(init_fn)(positions)
-
-            def one(states, key):
-                keys = jax.random.split(key, num_chains)
-                states, info = jax.vmap(step_fn)(keys, states)
-                return states, info.acceptance_rate.mean()
-
-            return jax.lax.scan(one, states, jax.random.split(key, num_steps))[1]
-
-        return go
-
-    l2hmc_run = run(
-        lambda p: l2hmc_ppl.init(p, target.logdensity_fn),
-        lambda k, s: l2hmc_kernel(k, s, target.logdensity_fn, dynamics),
-    )
-    hmc_run = run(hmc.init, hmc.step)
     key = jax.random.key(2)
-    t_l2hmc = _time(l2hmc_run, key)
-    t_hmc = _time(hmc_run, key)
+    logdensity_fn = target.logdensity_fn
+    l2hmc_states = l2hmc_ppl.init_chains(positions, logdensity_fn)
+    hmc_states = jax.vmap(blackjax.hmc.init, (0, None))(positions, logdensity_fn)
+    hmc_params = (jnp.asarray(step_size, positions.dtype), jnp.ones(target.dim, positions.dtype))
+    kernel = hmc_kernel(num_leapfrog_steps)
+    t_l2hmc = _best_seconds(lambda: _run_chains(key, logdensity_fn, dynamics, l2hmc_states, num_steps))
+    t_hmc = _best_seconds(
+        lambda: _run_chains(key, logdensity_fn, hmc_params, hmc_states, num_steps, kernel=kernel)
+    )
     return t_l2hmc, t_hmc
 
 
 def exactness_errors():
-    from tests.helpers import randomize_heads  # test helper: random order-one heads
+    """Largest |backward(forward(ξ)) − ξ|, |log det forward + log det backward| and |log det − slogdet|."""
+    from tests.mutants import randomize_heads  # test helper: random order-one heads
 
     dim = 5
 
     def logdensity_fn(x):
         return -0.25 * jnp.sum(x**4) - 0.5 * jnp.sum(x**2) + 0.3 * x[0] * x[1]
+
+    @eqx.filter_jit
+    def leapfrog(dynamics, position, momentum, direction):
+        logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
+        return l2hmc_ppl.learned_leapfrog(
+            dynamics, logdensity_fn, position, momentum, logdensity, grad, direction
+        )
+
+    @eqx.filter_jit
+    def autodiff_log_det(dynamics, position, momentum, direction):
+        def phase_map(xi):
+            out = leapfrog(dynamics, xi[:dim], xi[dim:], direction)
+            return jnp.concatenate([out.position, out.momentum])
+
+        return jnp.linalg.slogdet(jax.jacrev(phase_map)(jnp.concatenate([position, momentum])))[1]
 
     worst_inverse, worst_log_det_sum, worst_autodiff = 0.0, 0.0, 0.0
     for seed in range(10):
@@ -86,12 +108,8 @@ def exactness_errors():
         dynamics = randomize_heads(dynamics, jax.random.key(seed + 50), scale=0.5)
         x, v = jax.random.normal(jax.random.key(seed + 99), (2, dim))
         for direction in (1.0, -1.0):
-            there = l2hmc_ppl.learned_leapfrog(
-                dynamics, logdensity_fn, x, v, jax.grad(logdensity_fn)(x), direction
-            )
-            back = l2hmc_ppl.learned_leapfrog(
-                dynamics, logdensity_fn, there.position, there.momentum, there.logdensity_grad, -direction
-            )
+            there = leapfrog(dynamics, x, v, direction)
+            back = leapfrog(dynamics, there.position, there.momentum, -direction)
             error = max(
                 float(jnp.max(jnp.abs(back.position - x))), float(jnp.max(jnp.abs(back.momentum - v)))
             )
@@ -99,23 +117,13 @@ def exactness_errors():
             worst_log_det_sum = max(
                 worst_log_det_sum, abs(float(there.log_det_jacobian + back.log_det_jacobian))
             )
-
-            def phase_map(xi, direction=direction, dynamics=dynamics):
-                out = l2hmc_ppl.learned_leapfrog(
-                    dynamics, logdensity_fn, xi[:dim], xi[dim:], jax.grad(logdensity_fn)(xi[:dim]), direction
-                )
-                return jnp.concatenate([out.position, out.momentum])
-
-            _, autodiff = jnp.linalg.slogdet(jax.jacfwd(phase_map)(jnp.concatenate([x, v])))
+            autodiff = autodiff_log_det(dynamics, x, v, direction)
             worst_autodiff = max(worst_autodiff, abs(float(there.log_det_jacobian - autodiff)))
     return worst_inverse, worst_log_det_sum, worst_autodiff
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chains", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=200)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     device = jax.devices()[0].device_kind
     print(f"JAX {jax.__version__} on {device}; {args.chains} chains x {args.steps} transitions")
     print(f"{'target':<10}{'n_h':>5}{'L2HMC s':>10}{'HMC s':>10}{'ratio':>8}")
@@ -127,7 +135,7 @@ def main(argv=None):
     print("float64, 10 random order-one weight draws, both directions, quartic 5-d target:")
     print(f"  max |backward(forward(ξ)) − ξ|           {inverse:.2e}")
     print(f"  max |log det forward + log det backward| {log_det_sum:.2e}")
-    print(f"  max |log det − slogdet(jacfwd)|          {autodiff:.2e}")
+    print(f"  max |log det − slogdet(jacrev)|          {autodiff:.2e}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How the temperature schedule decides whether L2HMC learns to jump between mixture modes.
 
-Trains L2HMC with the paper's settings (M = 10, n_h = 10, λ² = 0.1, λ_b = 1, Adam 10⁻³, 200 chains
-from N(0, I)) under one temperature schedule, then
+Trains L2HMC with the paper's settings (M = 10, n_h = 10, the paper's objective with λ² = 0.1,
+λ_b = 1, Adam 10⁻³, 200 chains from N(0, I), no warm start) under one temperature schedule, then
 
 - runs the trained sampler from the training chains' final states at each ``--eval-temperatures``
   (the target tempered to p^{1/T}) and counts the mode switches, and
@@ -17,18 +17,13 @@ Usage: ``python benchmarks/mixture_annealing.py [--target mog] [--initial-temper
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import sys
+from pathlib import Path
 
-import jax
-import numpy as np
-
-from l2hmc_ppl.benchmarks.config import L2HMCConfig
-from l2hmc_ppl.benchmarks.metrics import evaluate_run, mode_statistics
-from l2hmc_ppl.benchmarks.samplers import sample_l2hmc, train_l2hmc
-from l2hmc_ppl.targets import get_target
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the helpers are `benchmarks._...`
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="mog", help="a mixture: mog, mog2, mog6, mog2_unequal")
     parser.add_argument("--initial-temperature", type=float, default=20.0)
@@ -37,21 +32,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10000, help="training iterations")
     parser.add_argument("--eval-temperatures", type=float, nargs="*", default=[])
     parser.add_argument("--eval-steps", type=int, default=1000, help="steps of each tempered evaluation")
+    parser.add_argument("--num-chains", type=int, default=200, help="training and evaluation chains")
+    parser.add_argument("--num-eval-steps", type=int, default=2000, help="steps of the evaluation at T = 1")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
 
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks._paper.metrics import evaluate_run, mode_statistics  # noqa: E402
+from benchmarks._samplers import PAPER_TRAINING, L2HMCConfig, run_l2hmc, train_l2hmc  # noqa: E402
+from l2hmc_ppl import exponential_annealing  # noqa: E402
+from l2hmc_ppl.targets import get_target  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     target = get_target(args.target)
     if target.modes is None:
         parser.error(f"{args.target} is not a mixture")
+    schedule = exponential_annealing(args.initial_temperature, 1.0, args.decay_rate, args.decay_every)
     config = L2HMCConfig(
         "study",
-        num_train_steps=args.steps,
-        burn_in_weight=1.0,
-        annealing=(args.initial_temperature, args.decay_rate, args.decay_every),
+        PAPER_TRAINING.replace(num_steps=args.steps, burn_in_weight=1.0, temperature_schedule=schedule),
     )
-    key_train, key_draws, key_eval = jax.random.split(jax.random.key(args.seed), 3)
+    key_train, key_start, key_draws, key_eval = jax.random.split(jax.random.key(args.seed), 4)
     print(f"{args.target}: training {config.describe()}, seed {args.seed}")
-    dynamics, history, timing = train_l2hmc(key_train, target, config, num_chains=200)
+    training_positions = jax.random.normal(key_start, (args.num_chains, target.dim))
+    dynamics, history, timing = train_l2hmc(key_train, target.logdensity_fn, config, training_positions)
     temperature = np.asarray(history.temperature)
     jump = np.asarray(history.squared_jump_distance)
     acceptance = np.asarray(history.acceptance_rate)
@@ -66,24 +79,27 @@ def main() -> None:
 
     final_positions = history.final_state.position
     for eval_temperature in args.eval_temperatures:
-        tempered = dataclasses.replace(
-            target, logdensity_fn=lambda x, t=eval_temperature: target.logdensity_fn(x) / t
-        )
-        run = sample_l2hmc(key_eval, tempered, dynamics, final_positions, args.eval_steps)
+
+        def tempered_logdensity(x, temperature=eval_temperature):
+            return target.logdensity_fn(x) / temperature
+
+        run = run_l2hmc(key_eval, tempered_logdensity, dynamics, final_positions, args.eval_steps)
         stats = mode_statistics(run.samples, target.modes)
         print(
             f"  at T = {eval_temperature:g} from the training chains, {args.eval_steps} steps: acceptance "
-            f"{run.acceptance_rate:.3f}, {stats['chains_switching']} / 200 chains switch, "
+            f"{run.acceptance_rate:.3f}, {stats['chains_switching']} / {args.num_chains} chains switch, "
             f"{stats['mean_switches_per_chain']:.3g} switches per chain"
         )
 
-    run = sample_l2hmc(key_eval, target, dynamics, target.sample(key_draws, 200), 2000)
+    initial_positions = target.sample(key_draws, args.num_chains)
+    run = run_l2hmc(key_eval, target.logdensity_fn, dynamics, initial_positions, args.num_eval_steps)
     metrics = evaluate_run(run, target, max_lag_gradients=1)
     stats = metrics["modes"]
     print(
-        f"  T = 1, 200 chains from exact draws, 2000 steps: acceptance {metrics['acceptance_rate']:.3f}, "
-        f"ESS/step {metrics['ess_per_step']:.3g}, ESS/step (x²) {metrics['second_moment_ess_per_step']:.3g}, "
-        f"{stats['chains_visiting_all_modes']} / 200 chains visit every mode, "
+        f"  T = 1, {args.num_chains} chains from exact draws, {args.num_eval_steps} steps: acceptance "
+        f"{metrics['acceptance_rate']:.3f}, ESS/step {metrics['ess_per_step']:.3g}, "
+        f"ESS/step (x²) {metrics['second_moment_ess_per_step']:.3g}, "
+        f"{stats['chains_visiting_all_modes']} / {args.num_chains} chains visit every mode, "
         f"{stats['mean_switches_per_chain']:.4g} switches per chain "
         f"(fewest {stats['min_switches_per_chain']})"
     )

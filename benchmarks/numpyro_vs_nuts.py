@@ -43,20 +43,50 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
+from pathlib import Path
 
-import jax
-import numpy as np
-import numpyro
-import numpyro.distributions as dist
-from jax.flatten_util import ravel_pytree
-from numpyro.diagnostics import effective_sample_size
-from numpyro.infer import MCMC, NUTS
-
-from l2hmc_ppl.numpyro import L2HMCKernel, get_dynamics
-from l2hmc_ppl.targets import resolve_german_credit_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the helpers are `benchmarks._...`
 
 SAMPLERS = ("nuts", "l2hmc", "l2hmc-fixed-step", "l2hmc-hmc-limit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=["german_credit", "eight_schools"])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--num-warmup", type=int, default=1000)
+    parser.add_argument("--num-samples", type=int, default=2000)
+    parser.add_argument("--num-chains", type=int, default=4)
+    parser.add_argument("--chain-method", default="sequential")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--float32", action="store_true", help="run in float32 (default float64)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="German credit folder (default: $L2HMC_PPL_GERMAN_CREDIT, else ../shared/data/german_credit)",
+    )
+    parser.add_argument("--output", default=None, help="write the records as JSON here")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+from numpyro.diagnostics import effective_sample_size  # noqa: E402
+from numpyro.infer import MCMC, NUTS  # noqa: E402
+
+from benchmarks._common import german_credit_dir  # noqa: E402
+from l2hmc_ppl.numpyro import L2HMCKernel, get_dynamics  # noqa: E402
+from l2hmc_ppl.targets import resolve_german_credit_dir  # noqa: E402
 
 
 def logistic_regression(features, labels=None):
@@ -76,10 +106,10 @@ def eight_schools(sigma, y=None):
         numpyro.sample("obs", dist.Normal(theta, sigma), obs=y)
 
 
-def load_model(name):
+def load_model(name, data_dir=None):
     """``(model, args, kwargs, reference)``; reference: flat mean/std in z's ravel order, or None."""
     if name == "german_credit":
-        folder = resolve_german_credit_dir()
+        folder = resolve_german_credit_dir(german_credit_dir(data_dir))
         features = np.load(folder / "features.npy").astype(np.float64)
         labels = np.load(folder / "labels.npy").astype(np.float64).reshape(-1)
         features = (features - features.mean(0)) / features.std(0)
@@ -113,7 +143,7 @@ def run_sampler(sampler_name, model, args, kwargs, options, l2hmc_runs):
         kernel = L2HMCKernel(model)
     elif sampler_name == "l2hmc-fixed-step":
         trained = get_dynamics(l2hmc_runs["l2hmc"], chain=0)
-        kernel = L2HMCKernel(model, dynamics=trained, step_size_jitter=0.0)
+        kernel = L2HMCKernel(model, dynamics=trained.with_step_size_jitter(0.0))
     elif sampler_name == "l2hmc-hmc-limit":
         trained = get_dynamics(l2hmc_runs["l2hmc"], chain=0)
         kernel = L2HMCKernel(model, dynamics=trained.as_hmc_limit())
@@ -156,25 +186,25 @@ def run_sampler(sampler_name, model, args, kwargs, options, l2hmc_runs):
         warmup_gradients = int(np.sum(warmup_steps))
     else:
         warmup_gradients = _l2hmc_warmup_gradients(kernel, mcmc, options)
-    record = dict(
-        sampler=sampler_name,
-        warmup_seconds=warmup_seconds,
-        sample_seconds=sample_seconds,
-        transition_seconds=transition_seconds,
-        warmup_gradients=warmup_gradients,
-        sample_gradients=num_gradients,
-        min_ess=float(ess_mean.min()),
-        median_ess=float(np.median(ess_mean)),
-        min_ess_variance=float(ess_variance.min()),
-        median_ess_variance=float(np.median(ess_variance)),
-        min_ess_per_gradient=float(ess_mean.min() / num_gradients),
-        min_ess_variance_per_gradient=float(ess_variance.min() / num_gradients),
-        min_ess_per_second=float(ess_mean.min() / transition_seconds),
-        acceptance_rate=float(np.mean(extra["accept_prob"])),
-        divergences=int(np.sum(extra["diverging"])),
-        divergences_per_chain=np.sum(extra["diverging"], axis=1).tolist(),
-        acceptance_rate_per_chain=np.mean(extra["accept_prob"], axis=1).round(3).tolist(),
-    )
+    record = {
+        "sampler": sampler_name,
+        "warmup_seconds": warmup_seconds,
+        "sample_seconds": sample_seconds,
+        "transition_seconds": transition_seconds,
+        "warmup_gradients": warmup_gradients,
+        "sample_gradients": num_gradients,
+        "min_ess": float(ess_mean.min()),
+        "median_ess": float(np.median(ess_mean)),
+        "min_ess_variance": float(ess_variance.min()),
+        "median_ess_variance": float(np.median(ess_variance)),
+        "min_ess_per_gradient": float(ess_mean.min() / num_gradients),
+        "min_ess_variance_per_gradient": float(ess_variance.min() / num_gradients),
+        "min_ess_per_second": float(ess_mean.min() / transition_seconds),
+        "acceptance_rate": float(np.mean(extra["accept_prob"])),
+        "divergences": int(np.sum(extra["diverging"])),
+        "divergences_per_chain": np.sum(extra["diverging"], axis=1).tolist(),
+        "acceptance_rate_per_chain": np.mean(extra["accept_prob"], axis=1).round(3).tolist(),
+    }
     return record, mcmc, draws
 
 
@@ -192,11 +222,12 @@ def _time_transitions(kernel, post_warmup_state, args, kwargs, options) -> float
 
         return jax.lax.scan(one, state, None, length=options.num_samples)[0]
 
-    chains = [
-        jax.tree_util.tree_map(lambda x, c=c: x[c], post_warmup_state) for c in range(options.num_chains)
-    ]
     if options.num_chains == 1:
-        chains = [post_warmup_state]
+        chains = [post_warmup_state]  # no chain axis
+    else:
+        chains = [
+            jax.tree_util.tree_map(lambda x, c=c: x[c], post_warmup_state) for c in range(options.num_chains)
+        ]
     _block(transitions(chains[0]))  # compile
     start = time.perf_counter()
     for state in chains:
@@ -209,29 +240,18 @@ def _l2hmc_warmup_gradients(kernel, mcmc, options) -> int:
     state = mcmc.post_warmup_state
     num_leapfrog_steps = int(np.ravel(state.num_steps)[0])
     burn_in = options.num_warmup * num_leapfrog_steps
-    num_training = int(np.shape(state.training.loss)[-1])
-    if num_training == 0:
+    config = kernel._training_config(options.num_warmup)  # the kernel's own training options
+    if config is None:
         return options.num_chains * burn_in
-    num_warm_start = min(400, max(8, num_training // 2))
+    num_warm_start = config.num_warm_start_steps if config.warm_start else 0
     particles = kernel._num_particles
-    per_chain = (num_warm_start + num_training) * particles * num_leapfrog_steps + burn_in
+    per_chain = (num_warm_start + config.num_steps) * particles * num_leapfrog_steps + burn_in
     return options.num_chains * per_chain
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--models", nargs="+", default=["german_credit", "eight_schools"])
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
-    parser.add_argument("--num-warmup", type=int, default=1000)
-    parser.add_argument("--num-samples", type=int, default=2000)
-    parser.add_argument("--num-chains", type=int, default=4)
-    parser.add_argument("--chain-method", default="sequential")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--float32", action="store_true", help="run in float32 (default float64)")
-    parser.add_argument("--output", default=None, help="write the records as JSON here")
-    options = parser.parse_args()
+def main(argv=None):
+    parser = build_parser()
+    options = parser.parse_args(argv)
     if not options.float32:
         jax.config.update("jax_enable_x64", True)
     if "l2hmc-hmc-limit" in options.samplers and "l2hmc" not in options.samplers:
@@ -239,7 +259,7 @@ def main():
 
     records = []
     for model_name in options.models:
-        model, args, kwargs, reference = load_model(model_name)
+        model, args, kwargs, reference = load_model(model_name, options.data_dir)
         l2hmc_runs = {}
         for sampler_name in options.samplers:
             record, mcmc, draws = run_sampler(sampler_name, model, args, kwargs, options, l2hmc_runs)

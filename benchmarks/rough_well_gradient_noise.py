@@ -6,22 +6,36 @@ its standard deviation across batches and their ratio. It does so on the Rough W
 target without its rough term (a standard Gaussian). The comparison explains why paper-faithful
 training barely moves ε on the Rough Well (docs/benchmarks.md, "The Rough Well").
 
-Usage: ``python benchmarks/rough_well_gradient_noise.py [--batches 200] [--batch-size 200]``
+Usage::
+
+    python benchmarks/rough_well_gradient_noise.py [--batches 200] [--batch-size 200] [--step-sizes 0.1 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-from l2hmc_ppl import L2HMCDynamics
-from l2hmc_ppl.core.kernel import init, propose
-from l2hmc_ppl.targets import rough_well
-from l2hmc_ppl.training.loss import esjd_loss
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200, help="independent batches (default: 200)")
+    parser.add_argument(
+        "--step-sizes", type=float, nargs="+", default=[0.1, 0.2], help="the ε to probe (default: 0.1 0.2)"
+    )
+    parser.add_argument("--batch-size", type=int, default=200, help="exact draws per batch (default: 200)")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from l2hmc_ppl import L2HMCDynamics, esjd_loss, init_chains, propose  # noqa: E402
+from l2hmc_ppl.targets import rough_well  # noqa: E402
 
 LOSS_SCALE = 0.1  # the paper's λ²
 
@@ -31,7 +45,7 @@ def gradient_samples(logdensity_fn, dynamics, draw, *, num_batches: int, batch_s
 
     def loss(log_step_size, key, positions):
         dyn = eqx.tree_at(lambda d: d.log_step_size, dynamics, log_step_size)
-        states = jax.vmap(init, (0, None))(positions, logdensity_fn)
+        states = init_chains(positions, logdensity_fn)
         keys = jax.random.split(key, positions.shape[0])
         proposals = jax.vmap(propose, (0, 0, None, None))(keys, states, logdensity_fn, dyn)
         return esjd_loss(
@@ -46,11 +60,8 @@ def gradient_samples(logdensity_fn, dynamics, draw, *, num_batches: int, batch_s
     return np.asarray(values)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=200)
-    args = parser.parse_args()
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)
 
     target = rough_well()
@@ -67,7 +78,7 @@ def main() -> None:
     ).as_hmc_limit()
     print(f"dL/dlog ε at the HMC limit, M = 10, {args.batches} batches of {args.batch_size} exact draws")
     for name, logdensity_fn in logdensity_fns.items():
-        for step_size in (0.1, 0.2):
+        for step_size in args.step_sizes:
             values = gradient_samples(
                 logdensity_fn,
                 base.with_step_size(step_size),
