@@ -69,7 +69,7 @@ def _to_numpy(samples) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # L2HMC
 
-#: The paper's training (SPEC §5): 5000 iterations of the paper's loss with λ² = 0.1, Adam 10⁻³
+#: The paper's training (paper §4, appendix): 5000 iterations of the paper's loss with λ² = 0.1, Adam 10⁻³
 #: decayed ×0.96 every 1000 steps, no warm start, and the trained sampler kept whatever it scores
 #: (``keep_best=False``: report what training produced).
 PAPER_TRAINING = TrainConfig(

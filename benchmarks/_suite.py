@@ -144,10 +144,13 @@ def _l2hmc_numpyro(target, l2hmc_options, **settings):
         logdensity_fn = target.logdensity_fn
         kernel = L2HMCKernel(potential_fn=lambda x: -logdensity_fn(x), **options)
     result = _numpyro_run(target, kernel, **settings)
-    training = result.pop("state").training
+    state = result.pop("state")
+    training = state.training
     result["details"] = dict(
         kept_tuned_hmc=int(np.sum(np.asarray(training.kept_tuned_hmc))),
         final_acceptance=float(np.mean(np.asarray(training.acceptance_rate)[..., -50:])),
+        num_leapfrog_steps=int(np.max(np.asarray(state.num_steps))),
+        step_size=float(np.median(np.asarray(state.step_size))),
     )
     return result
 
@@ -275,7 +278,8 @@ def describe(row: dict[str, Any]) -> str:
     return (
         f"z mean {row['max_z_mean']:.2f} sd {row['max_z_sd']:.2f} rhat {row['max_rhat']:.3f} "
         f"div {row['divergences']} minESS {row['min_ess']:.0f} /grad {row['ess_per_gradient']:.2e} "
-        f"/s total {row['ess_per_second_total']:.1f} ({row['seconds_warmup']:.0f}+{row['seconds_sampling']:.0f} s)"
+        f"/s total {row['ess_per_second_total']:.1f} "
+        f"({row['seconds_warmup']:.0f}+{row['seconds_sampling']:.0f} s)"
     )
 
 
@@ -310,9 +314,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [header, "|" + "---|" * 13]
     for row in rows.values():
         if "aborted" in row:
-            lines.append(
-                f"| {row['target']} | {row['group']} | {row['sampler']} | aborted: {row['aborted'][:80]} |||||||||"
-            )
+            reason = row["aborted"][:80]
+            name = f"| {row['target']} | {row['group']} | {row['sampler']} |"
+            lines.append(f"{name} aborted: {reason} |||||||||")
             continue
         lines.append(
             f"| {row['target']} | {row['group']} | {row['sampler']} | {_number(row['max_z_mean'])} | "

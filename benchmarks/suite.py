@@ -52,8 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-warmup", type=int, default=1000, help="warm-up iterations per chain")
     parser.add_argument("--num-samples", type=int, default=1000, help="kept draws per chain")
     parser.add_argument("--seed", type=int, default=0, help="seed (the same for every sampler)")
-    parser.add_argument("--l2hmc-options", default="", help="TrainConfig / L2HMCKernel options for L2HMC, "
-                        "as Python keyword arguments, e.g. 'learning_rate=3e-4, num_leapfrog_steps=5'")  # fmt: skip
+    options_help = (
+        "TrainConfig / L2HMCKernel options for L2HMC, as Python keyword arguments, "
+        "e.g. 'learning_rate=3e-4, num_leapfrog_steps=5'"
+    )
+    parser.add_argument("--l2hmc-options", default="", help=options_help)
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --out/results.json")
     return parser.parse_args(argv)
 

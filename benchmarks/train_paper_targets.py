@@ -1,6 +1,6 @@
 """Training speed of L2HMC on the paper's four targets, and where the time goes.
 
-Trains with the paper's settings (SPEC §5: 5000 iterations, 200 chains, M = 10, λ² = 0.1, λ_b = 0 on
+Trains with the paper's settings (paper §5.1: 5000 iterations, 200 chains, M = 10, λ² = 0.1, λ_b = 0 on
 ICG and SCG and 1 on Rough Well and MoG, n_h = 10 on the 2-d targets and 100 on the ICG, temperature
 annealing 5 → 1 on the MoG, no warm start) and reports, per target:
 

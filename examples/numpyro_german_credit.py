@@ -4,13 +4,19 @@ The script is the worked example of the docs page "Using L2HMC in NumPyro":
 
 1. an ordinary NumPyro model, sampled by NUTS and by L2HMC through the same ``MCMC`` driver (the only
    change is the kernel);
-2. ``print_summary``, the posterior means against the reference moments of
-   ``../shared/data/german_credit`` (in units of the Monte Carlo standard error);
+2. ``print_summary``, and both posteriors' means against the reference moments of the data (in
+   units of the Monte Carlo standard error);
 3. the trained dynamics: saved to a file, loaded, and reused in a second ``L2HMCKernel`` that skips
    training;
 4. ``Predictive`` and ArviZ on the L2HMC draws.
 
-Takes a few minutes on a 2-core laptop CPU (most of it compiling the training step once).
+L2HMC trains once, inside the first chain's ``init``, and every chain samples with the result;
+progress bars show the warm start, the training and NumPyro's sampling. Takes a few minutes on a
+2-core CPU, most of it compiling and running the training; JAX's persistent compilation cache (on
+by default, ``--compilation-cache``) saves the compiling on later runs.
+
+The data: ``features.npy``, ``labels.npy`` and ``reference_moments.json`` (UCI Statlog German credit,
+numeric version; see ``l2hmc_ppl.targets.german_credit``), in ``--data-dir``.
 
 Usage::
 
@@ -21,9 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = os.environ.get("L2HMC_PPL_GERMAN_CREDIT") or str(
+    REPO.parent / "shared" / "data" / "german_credit"
+)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,7 +45,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument(
-        "--num-warmup", type=int, default=500, help="warmup iterations per chain (L2HMC: also its training)"
+        "--num-warmup",
+        type=int,
+        default=500,
+        help="warmup iterations (NUTS: adaptation, per chain; L2HMC: training, once for all chains)",
     )
     parser.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
     parser.add_argument("--num-chains", type=int, default=2, help="chains per sampler")
@@ -45,11 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-dir",
-        default=None,
-        help="folder with the German credit files; if not given, $L2HMC_PPL_GERMAN_CREDIT, "
-        "then ../shared/data/german_credit",
+        default=DEFAULT_DATA,
+        help="folder with the German credit files (the default is $L2HMC_PPL_GERMAN_CREDIT if set, "
+        "else ../shared/data/german_credit beside the repository)",
     )
-    parser.add_argument("--no-progress-bar", action="store_true", help="hide MCMC's progress bars")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random keys")
+    parser.add_argument(
+        "--no-progress-bar",
+        action="store_true",
+        help="hide the progress bars (NumPyro's, and L2HMC's warm start and training)",
+    )
+    parser.add_argument(
+        "--compilation-cache",
+        default=None,
+        metavar="DIR",
+        help="JAX's persistent compilation cache, so that a second run reuses the compiled programs "
+        "(default: ~/.cache/l2hmc_ppl/jax); '' turns it off",
+    )
     return parser
 
 
@@ -76,7 +103,7 @@ def logistic_regression(features, labels=None):
     numpyro.sample("obs", dist.Bernoulli(logits=features @ weights + bias), obs=labels)
 
 
-def load_german_credit(data_dir=None):
+def load_german_credit(data_dir):
     """Standardised features, 0/1 labels and the reference posterior (weights first, bias last)."""
     folder = resolve_german_credit_dir(data_dir)
     features = np.load(folder / "features.npy").astype(np.float64)
@@ -113,15 +140,21 @@ def run(kernel, args, options, rng_key):
 
 def main():
     options = build_parser().parse_args()
+    if options.compilation_cache != "":
+        l2hmc_ppl.enable_compilation_cache(options.compilation_cache)
     jax.config.update("jax_enable_x64", True)
 
     features, labels, reference_mean, _ = load_german_credit(options.data_dir)
     args = (features, labels)
-    key_nuts, key_l2hmc, key_reuse, key_predict = jax.random.split(jax.random.key(0), 4)
+    key_nuts, key_l2hmc, key_reuse, key_predict = jax.random.split(jax.random.key(options.seed), 4)
+    progress_bar = not options.no_progress_bar
 
     # 1. The same MCMC driver, two kernels.
+    print("NUTS: warmup (step size and mass matrix), then sampling")
     nuts, nuts_seconds = run(NUTS(logistic_regression), args, options, key_nuts)
-    l2hmc, l2hmc_seconds = run(L2HMCKernel(logistic_regression), args, options, key_l2hmc)
+    print("L2HMC: warmup = warm start and training, once for all chains, then sampling")
+    kernel = L2HMCKernel(logistic_regression, progress_bar=progress_bar)
+    l2hmc, l2hmc_seconds = run(kernel, args, options, key_l2hmc)
 
     # 2. Summaries, and both posteriors against the reference.
     print("\nL2HMC:")
@@ -141,7 +174,9 @@ def main():
         path = Path(folder) / "german_credit.l2hmc"
         l2hmc_ppl.save(path, trained)
         loaded = l2hmc_ppl.load(path)
-    reused, reused_seconds = run(L2HMCKernel(logistic_regression, dynamics=loaded), args, options, key_reuse)
+    print("L2HMC with the saved dynamics: no training, warmup only burns the chains in")
+    reused_kernel = L2HMCKernel(logistic_regression, dynamics=loaded, progress_bar=progress_bar)
+    reused, reused_seconds = run(reused_kernel, args, options, key_reuse)
     z, ess = z_scores(reused, reference_mean)
     print(
         f"reused dynamics (no training): {reused_seconds:.1f} s, min ESS {ess.min():.0f}, "

@@ -3,13 +3,15 @@
 ``import l2hmc_ppl`` loads the algorithm only (it needs JAX, Equinox and Optax): the dynamics, the
 kernel, training and save/load. The adapters are imported on demand:
 [`l2hmc_ppl.numpyro`][l2hmc_ppl.numpyro] (``pip install l2hmc_ppl[numpyro]``) and
-[`l2hmc_ppl.blackjax`][l2hmc_ppl.blackjax]; ``l2hmc_ppl.L2HMCKernel`` is the NumPyro kernel.
+[`l2hmc_ppl.blackjax`][l2hmc_ppl.blackjax]; [`l2hmc_ppl.L2HMCKernel`][l2hmc_ppl.numpyro.L2HMCKernel] is the
+NumPyro kernel.
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
     Networks*. ICLR 2018, arXiv:1711.09268.
 """
 
+from l2hmc_ppl.cache import enable_compilation_cache
 from l2hmc_ppl.core import (
     L2HMCInfo,
     L2HMCProposal,
@@ -50,6 +52,7 @@ __all__ = [
     "build_kernel",
     "default_dynamics",
     "default_optimizer",
+    "enable_compilation_cache",
     "esjd_loss",
     "exponential_annealing",
     "init",

@@ -19,19 +19,21 @@ state, history = blackjax.util.run_inference_algorithm(
 
 The three layers mirror ``blackjax.hmc``:
 
-- `l2hmc.init(position, logdensity_fn)` builds the chain state (`L2HMCState`: ``position``,
-  ``logdensity``, ``logdensity_grad``);
-- `l2hmc.build_kernel(divergence_threshold)` returns
-  ``kernel(rng_key, state, logdensity_fn, dynamics) -> (L2HMCState, L2HMCInfo)``;
-- `l2hmc(logdensity_fn, dynamics)` returns a ``blackjax.base.SamplingAlgorithm(init, step)``.
+- ``l2hmc.init(position, logdensity_fn)`` ([`init`][l2hmc_ppl.init]) builds the chain state
+  ([`L2HMCState`][l2hmc_ppl.L2HMCState]: ``position``, ``logdensity``, ``logdensity_grad``);
+- ``l2hmc.build_kernel(integrator, divergence_threshold)`` ([`build_kernel`][l2hmc_ppl.build_kernel])
+  returns ``kernel(rng_key, state, logdensity_fn, dynamics) -> (L2HMCState, L2HMCInfo)``;
+- ``l2hmc(logdensity_fn, dynamics)`` ([`as_top_level_api`][l2hmc_ppl.blackjax.as_top_level_api])
+  returns a ``blackjax.base.SamplingAlgorithm(init, step)``.
 
-The step of every algorithm built by `l2hmc` calls one module-level compiled kernel with the
-dynamics as an argument, so new weights of the same structure (e.g. after more training) reuse the
-compiled code: the kernel is traced once per ``logdensity_fn``, dynamics structure and state shape.
+The step of every algorithm built by [`l2hmc`][l2hmc_ppl.blackjax.l2hmc] calls one module-level
+compiled kernel with the dynamics as an argument, so new weights of the same structure (e.g. after
+more training) reuse the compiled code: the kernel is traced once per ``logdensity_fn``, dynamics
+structure and state shape.
 
-`l2hmc_adaptation(logdensity_fn)` plays the role of ``blackjax.window_adaptation``: its ``run``
-trains the dynamics with `l2hmc_ppl.train` and returns
-``(AdaptationResults(state, {"dynamics": trained}), history)``.
+[`l2hmc_adaptation(logdensity_fn)`][l2hmc_ppl.blackjax.l2hmc_adaptation] plays the role of
+``blackjax.window_adaptation``: its ``run`` trains the dynamics with [`train`][l2hmc_ppl.train] and
+returns ``(AdaptationResults(state, {"dynamics": trained}), history)``.
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
@@ -54,10 +56,22 @@ from blackjax.base import AdaptationAlgorithm, SamplingAlgorithm
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from l2hmc_ppl.core.chains import num_chains, spread_position
+from l2hmc_ppl._checks import (
+    check_dynamics,
+    check_key,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
+from l2hmc_ppl.core.chains import init_chains, num_chains, spread_position
 from l2hmc_ppl.core.kernel import Integrator, L2HMCInfo, L2HMCState, build_kernel, init
 from l2hmc_ppl.core.leapfrog import learned_leapfrog
-from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_dynamics, default_hidden_size
+from l2hmc_ppl.dynamics.dynamics import (
+    L2HMCDynamics,
+    check_dynamics_options,
+    default_dynamics,
+    default_hidden_size,
+)
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.train import train
 
@@ -106,15 +120,16 @@ def as_top_level_api(
 ) -> SamplingAlgorithm:
     """L2HMC with fixed (e.g. trained) dynamics as a BlackJAX ``SamplingAlgorithm``.
 
-    Available as `l2hmc` (``l2hmc(logdensity_fn, dynamics)``), next to ``l2hmc.init`` and
-    ``l2hmc.build_kernel``, as BlackJAX's own samplers are.
+    Available as [`l2hmc`][l2hmc_ppl.blackjax.l2hmc] (``l2hmc(logdensity_fn, dynamics)``), next to
+    ``l2hmc.init`` and ``l2hmc.build_kernel``, as BlackJAX's own samplers are.
 
     Args:
         logdensity_fn: log p up to a constant (BlackJAX convention), taking one position (any
             pytree whose flattened size is ``dynamics.dim``).
-        dynamics: the learned dynamics, e.g. ``parameters["dynamics"]`` from `l2hmc_adaptation`.
-            An untrained `L2HMCDynamics` is almost exactly HMC (``dynamics.as_hmc_limit()`` is
-            exactly HMC).
+        dynamics: the learned dynamics, e.g. ``parameters["dynamics"]`` from
+            [`l2hmc_adaptation`][l2hmc_ppl.blackjax.l2hmc_adaptation]. An untrained
+            [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] is almost exactly HMC
+            (``dynamics.as_hmc_limit()`` is exactly HMC).
         divergence_threshold: a transition is flagged divergent when −log A exceeds this value.
         aux: optional conditioning input for dynamics built with ``aux_size``.
         integrator: the map L_θ (default [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog]), as
@@ -136,6 +151,9 @@ def as_top_level_api(
             f"dynamics must be an L2HMCDynamics (e.g. parameters['dynamics'] from l2hmc_adaptation), "
             f"got {type(dynamics).__name__}"
         )
+    divergence_threshold = check_positive_float("divergence_threshold", divergence_threshold)
+    if not callable(integrator):
+        raise TypeError(f"integrator must be callable (e.g. learned_leapfrog), got {integrator!r}")
     if _is_hashable(logdensity_fn):
         kernel = _compiled_kernel
     else:  # an unhashable callable cannot be a static argument: trace it with the caller instead
@@ -143,6 +161,12 @@ def as_top_level_api(
 
     def init_fn(position: ArrayTree, rng_key: PRNGKeyArray | None = None) -> L2HMCState:
         del rng_key  # the L2HMC state is deterministic given the position
+        size = ravel_pytree(position)[0].size
+        if size != dynamics.dim:
+            raise ValueError(
+                f"the position has {size} coordinates (flattened) but the dynamics were built for "
+                f"dim={dynamics.dim}; one chain per init (jax.vmap(sampler.init) for a batch)"
+            )
         return init(position, logdensity_fn)
 
     def step_fn(rng_key: PRNGKeyArray, state: L2HMCState) -> tuple[L2HMCState, L2HMCInfo]:
@@ -152,8 +176,9 @@ def as_top_level_api(
 
 
 l2hmc = blackjax.GenerateSamplingAPI(as_top_level_api, init, build_kernel)
-"""``l2hmc(logdensity_fn, dynamics)`` is `as_top_level_api`; ``l2hmc.init`` and ``l2hmc.build_kernel``
-are the lower layers, as for ``blackjax.hmc``."""
+"""``l2hmc(logdensity_fn, dynamics)`` is [`as_top_level_api`][l2hmc_ppl.blackjax.as_top_level_api];
+``l2hmc.init`` ([`init`][l2hmc_ppl.init]) and ``l2hmc.build_kernel``
+([`build_kernel`][l2hmc_ppl.build_kernel]) are the lower layers, as for ``blackjax.hmc``."""
 
 
 def l2hmc_adaptation(
@@ -182,7 +207,7 @@ def l2hmc_adaptation(
     - **one position** (as ``window_adaptation.run`` does; a scalar, a 1-d array or any pytree): it
       is spread into ``num_particles`` training chains, each perturbed by
       ``particle_spread`` · N(0, I), and the returned ``state`` is that of the first training chain
-      at the end (one `L2HMCState`, like window adaptation's); or
+      at the end (one [`L2HMCState`][l2hmc_ppl.L2HMCState], like window adaptation's); or
     - **a batch of positions** (a 2-d array ``(num_chains, dim)``, or any pytree with a leading
       chain axis and ``batched=True``): the chains are trained as given and the returned ``state``
       is batched, one per chain, ready for ``jax.vmap`` over chains.
@@ -219,14 +244,14 @@ def l2hmc_adaptation(
         >>> (state, parameters), history = warmup.run(rng_key, position, num_steps=1000)
         >>> sampler = l2hmc(logdensity_fn, **parameters)
     """
-    if not (isinstance(num_particles, int) and not isinstance(num_particles, bool) and num_particles >= 1):
-        raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
-    if dynamics is not None and not isinstance(dynamics, L2HMCDynamics):
-        raise TypeError(f"dynamics must be an L2HMCDynamics or None, got {type(dynamics).__name__}")
+    if not callable(logdensity_fn):
+        raise TypeError(f"logdensity_fn must be callable, got {type(logdensity_fn).__name__}")
+    num_particles = check_positive_int("num_particles", num_particles)
+    if dynamics is not None:
+        check_dynamics("dynamics", dynamics)
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not (isinstance(particle_spread, (int, float)) and particle_spread >= 0):
-        raise ValueError(f"particle_spread must be a non-negative number, got {particle_spread!r}")
+    particle_spread = check_nonnegative_float("particle_spread", particle_spread)
     base_config = (config or TrainConfig()).replace(**train_options)
     dynamics_options = dict(
         num_leapfrog_steps=num_leapfrog_steps,
@@ -234,6 +259,7 @@ def l2hmc_adaptation(
         step_size=step_size,
         step_size_jitter=step_size_jitter,
     )
+    check_dynamics_options(**dynamics_options)  # fail now, not when run builds them
 
     def run(
         rng_key: PRNGKeyArray,
@@ -248,8 +274,9 @@ def l2hmc_adaptation(
                 "jax.jit; call it once on a single position or on a batch of positions (all chains "
                 "share the trained dynamics)"
             )
-        config = base_config.replace(num_steps=num_steps)
-        position = jax.tree_util.tree_map(jnp.asarray, position)
+        check_key("rng_key", rng_key)
+        config = base_config.replace(num_steps=check_positive_int("num_steps", num_steps))
+        position = jax.tree_util.tree_map(_as_float_array, position)
         if batched is None:
             leaves = jax.tree_util.tree_leaves(position)
             batched = len(leaves) == 1 and isinstance(position, jax.Array) and position.ndim == 2
@@ -260,9 +287,19 @@ def l2hmc_adaptation(
             positions = position
         else:
             single = position
+            if ravel_pytree(single)[0].size:  # checked before it is spread into chains that share it
+                try:
+                    init_chains(jax.tree_util.tree_map(lambda leaf: leaf[None], single), logdensity_fn)
+                except ValueError:
+                    raise ValueError(
+                        "position: the log density or its gradient is not finite at the initial position; "
+                        "start inside the target's support"
+                    ) from None
             positions = spread_position(key_spread, position, num_particles, particle_spread)
         flat_single, _ = ravel_pytree(single)
         dim = flat_single.size
+        if dim == 0:
+            raise ValueError(f"position has no coordinates to sample, got {position!r}")
         if dynamics is None:
             start = default_dynamics(dim, key=key_dynamics, dtype=flat_single.dtype, **dynamics_options)
         else:
@@ -277,3 +314,13 @@ def l2hmc_adaptation(
         return AdaptationResults(state, {"dynamics": trained}), history
 
     return AdaptationAlgorithm(run)
+
+
+def _as_float_array(leaf) -> Array:
+    """A position leaf as a float array: integers and booleans become the default float."""
+    array = jnp.asarray(leaf)
+    if jnp.issubdtype(array.dtype, jnp.floating):
+        return array
+    if not (jnp.issubdtype(array.dtype, jnp.integer) or array.dtype == jnp.bool_):
+        raise TypeError(f"position must hold real numbers, got an array of dtype {array.dtype}")
+    return array.astype(jnp.result_type(float))

@@ -5,11 +5,16 @@ All functions take MCMC output in the layout ``samples[step, chain, coordinate]`
 kernel produces. (NumPyro and ArviZ use ``(num_chains, num_steps, ...)``; the conversion is done
 here.) They run on the host in float64 NumPy and accept NumPy or JAX arrays.
 
-- `paper_ess`, `autocorrelation`, `ess_per_gradient`: the paper's ESS per MH step, which uses the
-  true mean and covariance of the target (SPEC §7).
-- `standard_ess`, `max_rhat`: ground-truth-free multi-chain diagnostics (bulk ESS, split R-hat).
-- `mode_assignments`, `mode_occupancy`, `mode_switches`, `chains_visiting_all_modes`: how chains
-  move between the components of a mixture.
+- [`paper_ess`][l2hmc_ppl.diagnostics.paper_ess], [`autocorrelation`][l2hmc_ppl.diagnostics.autocorrelation],
+  [`ess_per_gradient`][l2hmc_ppl.diagnostics.ess_per_gradient]: the paper's ESS per MH step, which
+  uses the true mean and covariance of the target (Levy et al. 2018, §5).
+- [`standard_ess`][l2hmc_ppl.diagnostics.standard_ess], [`max_rhat`][l2hmc_ppl.diagnostics.max_rhat]:
+  ground-truth-free multi-chain diagnostics (bulk ESS, split R-hat).
+- [`mode_assignments`][l2hmc_ppl.diagnostics.mode_assignments],
+  [`mode_occupancy`][l2hmc_ppl.diagnostics.mode_occupancy],
+  [`mode_switches`][l2hmc_ppl.diagnostics.mode_switches],
+  [`chains_visiting_all_modes`][l2hmc_ppl.diagnostics.chains_visiting_all_modes]: how chains move
+  between the components of a mixture.
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
@@ -79,11 +84,12 @@ def autocorrelation(
     covariance: Float[ArrayLike, "dim dim"],
     max_lag: int | None = None,
 ) -> Float[np.ndarray, " num_lags"]:
-    """The paper's autocorrelation curve ρ_t, with the target's true mean and covariance.
+    r"""The paper's autocorrelation curve ρ_t, with the target's true mean and covariance.
 
-    For one chain x_1..x_T, with μ and Σ the true mean and covariance of the target::
+    For one chain $x_1, \dots, x_T$, with μ and Σ the true mean and covariance of the target,
 
-        ρ_t = 1/(Tr(Σ) (T − t)) Σ_{τ=1}^{T−t} (x_τ − μ)ᵀ (x_{τ+t} − μ),
+    $$\rho_t = \frac{1}{\operatorname{Tr}(\Sigma)\,(T - t)}
+      \sum_{\tau=1}^{T-t} (x_\tau - \mu)^\top (x_{\tau+t} - \mu),$$
 
     averaged over chains. Using the known μ and Σ (instead of sample estimates) makes each ρ_t an
     unbiased estimate of the stationary autocorrelation when the chains start from the target,
@@ -133,17 +139,20 @@ def paper_ess(
     *,
     threshold: float = 0.05,
 ) -> float:
-    """Effective sample size per MH step, as the paper computes it.
+    r"""Effective sample size per MH step, as the paper computes it.
 
-    With ρ_t from `autocorrelation` (true μ and Σ, averaged over chains)::
+    With ρ_t from [`autocorrelation`][l2hmc_ppl.diagnostics.autocorrelation] (true μ and Σ,
+    averaged over chains),
 
-        ESS = 1 / (1 + 2 Σ_{t=1}^{t*−1} ρ_t),   t* = min{t ≥ 1 : ρ_t < threshold},
+    $$\text{ESS} = \frac{1}{1 + 2 \sum_{t=1}^{t^* - 1} \rho_t}, \qquad
+      t^* = \min\{t \ge 1 : \rho_t < \text{threshold}\},$$
 
     i.e. the sum stops at the first lag whose autocorrelation falls below ``threshold`` (that lag
     is not included; if none does, all lags up to T − 1 are summed). The result is a fraction of
     the number of steps: independent draws give 1 (ρ_1 ≈ 0 < threshold), an AR(1) chain with
     coefficient φ gives about (1 − φ)/(1 + φ) (slightly more, because of the truncation). Divide
-    by the number of gradient evaluations per step with `ess_per_gradient`.
+    by the number of gradient evaluations per step with
+    [`ess_per_gradient`][l2hmc_ppl.diagnostics.ess_per_gradient].
 
     Protocol of the paper: 200 chains started from exact draws of the target, 2000 MH steps.
 
@@ -157,7 +166,9 @@ def paper_ess(
         ESS per MH step (a float; NaN if the samples contain NaN).
 
     References:
-        Levy et al., ICLR 2018, §5 and the table of Fig. 1c.
+        Levy et al., ICLR 2018, §5 and the table of Fig. 1c, which computes ESS as described by
+        M. D. Hoffman, A. Gelman. *The No-U-Turn Sampler*. JMLR 15, 2014 (true moments, sum
+        truncated at the first autocorrelation below 0.05).
     """
     rho = autocorrelation(samples, mean, covariance)
     if np.isnan(rho).any():
@@ -174,7 +185,7 @@ def ess_per_gradient(ess_per_step: float, num_gradients_per_step: int) -> float:
     leapfrog steps: the paper counts M gradients per MH step).
 
     Args:
-        ess_per_step: ESS per MH step, e.g. from `paper_ess`.
+        ess_per_step: ESS per MH step, e.g. from [`paper_ess`][l2hmc_ppl.diagnostics.paper_ess].
         num_gradients_per_step: Gradient evaluations per MH step (M).
 
     Returns:
@@ -219,7 +230,7 @@ def standard_ess(samples: Float[ArrayLike, "num_steps num_chains dim"]) -> float
     (`numpyro.diagnostics.effective_sample_size`, Geyer's initial monotone sequence) is computed
     on the result. It needs no ground truth. The minimum over coordinates is divided by the total
     number of draws, num_steps × num_chains, so that independent draws give about 1, comparable
-    with `paper_ess`.
+    with [`paper_ess`][l2hmc_ppl.diagnostics.paper_ess].
 
     Args:
         samples: Draws of shape ``(num_steps, num_chains, dim)``; at least 4 steps.
@@ -261,7 +272,8 @@ def mode_assignments(
 
     Args:
         samples: Draws of shape ``(..., dim)``, e.g. ``(num_steps, num_chains, dim)``.
-        modes: Mode centres μₖ of shape ``(num_modes, dim)`` (e.g. ``Target.modes``).
+        modes: Mode centres μₖ of shape ``(num_modes, dim)`` (e.g. the ``modes`` of a
+            [`Target`][l2hmc_ppl.targets.Target]).
 
     Returns:
         Integer array of shape ``samples.shape[:-1]``.
@@ -285,9 +297,10 @@ def mode_occupancy(
     samples: Float[ArrayLike, "num_steps num_chains dim"],
     modes: Float[ArrayLike, "num_modes dim"],
 ) -> Float[np.ndarray, "num_chains num_modes"]:
-    """Fraction of its steps each chain spends nearest to each mode.
+    r"""Fraction of its steps each chain spends nearest to each mode.
 
-    occupancy[c, k] = (1/T) Σ_t 1[a_{t,c} = k], with a from `mode_assignments`.
+    $\text{occupancy}[c, k] = \frac{1}{T} \sum_t \mathbb{1}[a_{t,c} = k]$, with a from
+    [`mode_assignments`][l2hmc_ppl.diagnostics.mode_assignments].
 
     Args:
         samples: Draws of shape ``(num_steps, num_chains, dim)``.
@@ -306,9 +319,9 @@ def mode_switches(
     samples: Float[ArrayLike, "num_steps num_chains dim"],
     modes: Float[ArrayLike, "num_modes dim"],
 ) -> Int[np.ndarray, " num_chains"]:
-    """Number of times each chain changes its nearest mode between consecutive steps.
+    r"""Number of times each chain changes its nearest mode between consecutive steps.
 
-    switches[c] = Σ_{t=2}^{T} 1[a_{t,c} ≠ a_{t−1,c}].
+    $\text{switches}[c] = \sum_{t=2}^{T} \mathbb{1}[a_{t,c} \ne a_{t-1,c}]$.
 
     Args:
         samples: Draws of shape ``(num_steps, num_chains, dim)``.
@@ -332,6 +345,7 @@ def chains_visiting_all_modes(
         modes: Mode centres of shape ``(num_modes, dim)``.
 
     Returns:
-        The count of chains whose `mode_occupancy` is positive for all modes.
+        The count of chains whose [`mode_occupancy`][l2hmc_ppl.diagnostics.mode_occupancy] is
+        positive for all modes.
     """
     return int(np.sum(np.all(mode_occupancy(samples, modes) > 0, axis=1)))

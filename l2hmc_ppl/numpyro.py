@@ -4,34 +4,31 @@ The kernel is a `numpyro.infer.mcmc.MCMCKernel`. NumPyro's own machinery turns t
 potential U(z) on the unconstrained space (``initialize_model``), maps the draws back to the
 constrained space and adds deterministic sites (``postprocess_fn``); the adapter converts the
 potential once, ``logdensity_fn(z) = −U(z)``, and runs the pure-JAX L2HMC kernel
-(`l2hmc_ppl.build_kernel`) on it.
+([`build_kernel`][l2hmc_ppl.build_kernel]) on it.
 
-Warmup and sampling, per chain:
+Warmup and sampling:
 
-1. ``init`` trains: it builds the dynamics for the dimension of the unconstrained space, draws
-   ``num_particles`` particles (the chain's initial point and ``init_strategy`` draws; the batch
-   size does not depend on ``num_chains``), and runs `l2hmc_ppl.train` on them: the warm start
-   (HMC with step-size and preconditioner adaptation), then Algorithm 1 of the paper for
-   ``num_training_steps`` iterations (default: ``num_warmup``). The chain starts at the first
-   trained particle. The training is one compiled program, compiled once for all chains.
-2. The ``num_warmup`` iterations of `numpyro.infer.MCMC` burn the chain in: the first half with the
-   HMC limit of the dynamics (zero networks, the trained ε and preconditioner), which is robust far
-   from the posterior, the second half with the trained, frozen dynamics; the ``num_samples``
-   iterations then draw with them.
-3. With ``dynamics=`` given there is no training: warmup only burns in.
+1. ``init`` trains, once per model data and number of warm-up steps: it builds the dynamics for
+   the dimension of the unconstrained space, draws ``num_particles`` particles (the chains' initial
+   points and ``init_strategy`` draws), and runs [`train`][l2hmc_ppl.train] on them: the warm start
+   (burn-in, step-size, preconditioner and trajectory-length adaptation of the HMC limit), then
+   Algorithm 1 of the paper for ``num_training_steps`` iterations (default: ``num_warmup``), then
+   the selection between the trained sampler and the tuned HMC. Every chain samples with the
+   result, starting from its own trained particle (chain c takes particle c). Later runs of the
+   same kernel on the same data reuse the trained sampler; build a new kernel to train again.
+2. The chains start burned in (the particles have been moving under MH through the warm start and
+   training), so NumPyro's ``num_warmup`` iterations leave them where they are and cost nothing;
+   the ``num_samples`` iterations then draw with the trained, frozen dynamics.
+3. With ``dynamics=`` given there is no training: the ``num_warmup`` iterations burn each chain in
+   from its initial point, the first half with the HMC limit of the dynamics, the second half with
+   the dynamics themselves.
 
-The dynamics live in the chain state (`L2HMCKernelState`), never in a closure, so every chain method
-of NumPyro works:
-
-- ``"sequential"``, and ``"parallel"`` on too few devices (which falls back to it), call ``init``
-  once per chain: the chains train one after the other (the training is compiled once);
-- ``"parallel"`` calls ``init`` under ``pmap``: each device trains its chain's dynamics;
-- ``"vectorized"`` calls ``init`` once with a batch of keys: the training is ``vmap``-ed over the
-  chains.
-
-In every case chain c trains its own dynamics on its own particles from its own key, so the chains
-stay independent (as NUTS adapts per chain) and the three methods draw the same chains for the same
-key, up to floating-point rounding. `get_dynamics` returns a chain's trained dynamics after a run.
+The dynamics live in the chain state ([`L2HMCKernelState`][l2hmc_ppl.numpyro.L2HMCKernelState]),
+never in a closure, so every chain method of NumPyro works: ``"sequential"`` and ``"vectorized"``
+chains share one training, done on the host (with progress bars, compiled once); ``"parallel"``
+chains call ``init`` under ``pmap``, so each device trains its own chain's sampler (no progress bar,
+and M stays at its default there, since a traced training cannot choose it).
+[`get_dynamics`][l2hmc_ppl.numpyro.get_dynamics] returns a chain's dynamics after a run.
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
@@ -63,11 +60,12 @@ from numpyro.infer.mcmc import MCMC, MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
+from l2hmc_ppl._checks import check_dynamics, check_nonnegative_int, check_positive_float, check_positive_int
 from l2hmc_ppl.core.chains import init_chains
 from l2hmc_ppl.core.kernel import Integrator, L2HMCState, build_kernel
 from l2hmc_ppl.core.kernel import init as init_chain_state
 from l2hmc_ppl.core.leapfrog import learned_leapfrog
-from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, default_dynamics
+from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, check_dynamics_options, default_dynamics
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.train import train
 
@@ -95,8 +93,24 @@ class TrainingSummary(NamedTuple):
     kept_tuned_hmc: Bool[Array, ""]
 
 
+class _SharedTraining:
+    """A trained sampler and its final particles, handed out one particle per chain."""
+
+    def __init__(self, dynamics, summary, positions):
+        self.dynamics, self.summary, self.positions = dynamics, summary, positions
+        self.num_taken = 0
+
+    def take(self, num: int):
+        """The starting points of the next ``num`` chains (a leading axis of ``num``)."""
+        size = jax.tree_util.tree_leaves(self.positions)[0].shape[0]
+        indices = (self.num_taken + np.arange(num)) % size
+        self.num_taken += num
+        return jax.tree_util.tree_map(lambda x: x[indices], self.positions)
+
+
 class L2HMCKernelState(NamedTuple):
-    """State of one chain of `L2HMCKernel` (fields follow NumPyro's ``HMCState`` where shared).
+    """State of one chain of [`L2HMCKernel`][l2hmc_ppl.numpyro.L2HMCKernel] (fields follow NumPyro's
+    ``HMCState`` where shared).
 
     Attributes:
         i: iteration counter (warmup iterations included).
@@ -112,8 +126,10 @@ class L2HMCKernelState(NamedTuple):
         log_det_jacobian: log|det J| of the learned map of the last proposal.
         num_steps: M, the number of learned leapfrog steps (gradient evaluations) per transition.
         step_size: ε of the dynamics.
-        training: what the training in ``init`` recorded (`TrainingSummary`).
-        dynamics: the (trained, frozen) `l2hmc_ppl.L2HMCDynamics` this chain samples with.
+        training: what the training in ``init`` recorded
+            ([`TrainingSummary`][l2hmc_ppl.numpyro.TrainingSummary]).
+        dynamics: the (trained, frozen) [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] this chain samples
+            with.
         rng_key: PRNG key of the chain.
     """
 
@@ -166,8 +182,7 @@ class L2HMCKernel(MCMCKernel):
             warmup only burns in.
         config: the training options ([`TrainConfig`][l2hmc_ppl.TrainConfig]). Its ``num_steps``
             is replaced by ``num_training_steps`` (default ``num_warmup``) and, unless set here or
-            in ``train_options``, its ``num_warm_start_steps`` by
-            ``min(400, max(16, num_training_steps // 2))``.
+            in ``train_options``, its ``num_warm_start_steps`` by ``min(400, max(16, num_warmup))``.
         num_training_steps: iterations of Algorithm 1; default ``num_warmup``. 0 skips training.
         num_particles: size of the training batch of persistent particles (per chain).
         num_leapfrog_steps: M of new dynamics (default
@@ -220,22 +235,22 @@ class L2HMCKernel(MCMCKernel):
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("Only one of `model` or `potential_fn` must be specified.")
-        if dynamics is not None and not isinstance(dynamics, L2HMCDynamics):
-            raise TypeError(f"dynamics must be an L2HMCDynamics, got {type(dynamics).__name__}")
-        if not (
-            isinstance(num_particles, int) and not isinstance(num_particles, bool) and num_particles >= 2
-        ):
+        if dynamics is not None:
+            check_dynamics("dynamics", dynamics)
+        if not callable(integrator):
+            raise TypeError(f"integrator must be callable (e.g. learned_leapfrog), got {integrator!r}")
+        if not callable(init_strategy):
+            raise TypeError(f"init_strategy must be callable (e.g. init_to_uniform), got {init_strategy!r}")
+        if not isinstance(progress_bar, bool):
+            raise TypeError(f"progress_bar must be True or False, got {progress_bar!r}")
+        num_particles = check_positive_int("num_particles", num_particles)
+        if num_particles < 2:
             raise ValueError(f"num_particles must be an integer >= 2, got {num_particles!r}")
-        if num_training_steps is not None and not (
-            isinstance(num_training_steps, int)
-            and not isinstance(num_training_steps, bool)
-            and num_training_steps >= 0
-        ):
-            raise ValueError(f"num_training_steps must be a non-negative integer, got {num_training_steps!r}")
+        if num_training_steps is not None:
+            num_training_steps = check_nonnegative_int("num_training_steps", num_training_steps)
         if config is not None and not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-        if not (isinstance(divergence_threshold, (int, float)) and divergence_threshold > 0):
-            raise ValueError(f"divergence_threshold must be a positive number, got {divergence_threshold!r}")
+        divergence_threshold = check_positive_float("divergence_threshold", divergence_threshold)
         # Fail now, not inside init, for a bad option; the step counts are filled in by init.
         self._config = (config or TrainConfig()).replace(**train_options)
         self._warm_start_steps_given = "num_warm_start_steps" in train_options or (
@@ -252,7 +267,7 @@ class L2HMCKernel(MCMCKernel):
             step_size=step_size,
             step_size_jitter=step_size_jitter,
         )
-        default_dynamics(1, key=jax.random.key(0), **self._dynamics_options)  # check them now
+        check_dynamics_options(**self._dynamics_options)  # fail now, not when init builds them
         self._divergence_threshold = float(divergence_threshold)
         self._integrator = integrator
         self._init_strategy = init_strategy
@@ -263,6 +278,8 @@ class L2HMCKernel(MCMCKernel):
         self._potential_fn_gen = None
         self._postprocess_fn_gen = None
         self._logdensity_cache: dict = {}
+        # The trained sampler per (log density, training config): every chain of every run uses it.
+        self._trained: dict = {}
 
     # ----------------------------------------------------------------------------------------
     # MCMCKernel interface
@@ -320,7 +337,8 @@ class L2HMCKernel(MCMCKernel):
             model_kwargs: keyword arguments of the model.
 
         Returns:
-            `L2HMCKernelState` (with a leading chain axis when vectorized).
+            [`L2HMCKernelState`][l2hmc_ppl.numpyro.L2HMCKernelState] (with a leading chain axis when
+            vectorized).
         """
         model_kwargs = {} if model_kwargs is None else model_kwargs
         self._num_warmup = num_warmup
@@ -334,21 +352,58 @@ class L2HMCKernel(MCMCKernel):
             rng_key, key_init_model, key_particles = jax.random.split(rng_key, 3)
             num_chains = None
 
+        if isinstance(init_params, ParamInfo):
+            init_params = init_params.z
         if self._model is not None:
             model_info = self._initialize(key_init_model, model_args, model_kwargs)
             if init_params is None:
                 init_params = model_info.param_info.z
+            else:
+                _check_init_params_match(init_params, model_info.param_info.z, vectorized)
         elif init_params is None:
             raise ValueError("Valid value of `init_params` must be provided with `potential_fn`.")
-        if isinstance(init_params, ParamInfo):
-            init_params = init_params.z
         init_params = _checked_init_params(init_params, num_chains)
         logdensity_fn = self._logdensity_fn(model_args, model_kwargs)
         if not _under_transform(init_params):  # a clear error naming the chain with a bad start
             batched = init_params if vectorized else jax.tree_util.tree_map(lambda x: x[None], init_params)
             if ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], batched))[0].size:
-                init_chains(batched, logdensity_fn, name="init_params")
+                try:
+                    init_chains(batched, logdensity_fn, name="init_params")
+                except ValueError as error:
+                    if vectorized:
+                        raise
+                    # NumPyro hands each sequential chain its own init_params: there is no index to name.
+                    raise ValueError(
+                        "init_params: the log density or its gradient is not finite at this chain's "
+                        "initial point; start every chain inside the target's support"
+                    ) from error
         config = self._training_config(num_warmup)
+        self._initialized = True
+        first = init_params if not vectorized else jax.tree_util.tree_map(lambda x: x[0], init_params)
+        has_coordinates = ravel_pytree(first)[0].size > 0
+        traced = _under_transform(rng_key, init_params, model_args, model_kwargs)
+        if config is not None and has_coordinates and not traced:
+            # Train once, on the host (progress bar, compiled once), and share: every chain of this
+            # and later runs of the kernel starts at its own trained particle.
+            shared = self._shared_training(
+                rng_key if not vectorized else rng_key[0],
+                key_particles if not vectorized else key_particles[0],
+                init_params,
+                num_chains,
+                logdensity_fn,
+                config,
+                model_args,
+                model_kwargs,
+            )
+            starts = shared.take(1 if num_chains is None else num_chains)
+            if vectorized:
+                return jax.vmap(lambda key, start: self._chain_state(key, start, logdensity_fn, shared))(
+                    rng_key, starts
+                )
+            return self._chain_state(
+                rng_key, jax.tree_util.tree_map(lambda x: x[0], starts), logdensity_fn, shared
+            )
+        # Under pmap (NumPyro's "parallel" chains) each device trains its own chain's sampler.
         particles = None
         if config is not None:
             particles = self._initial_particles(
@@ -358,7 +413,6 @@ class L2HMCKernel(MCMCKernel):
         def init_fn(key, position, particles):
             return self._init_one_chain(key, position, particles, logdensity_fn, config)
 
-        self._initialized = True
         if vectorized:
             return jax.vmap(init_fn)(rng_key, init_params, particles)
         return init_fn(rng_key, init_params, particles)
@@ -372,7 +426,7 @@ class L2HMCKernel(MCMCKernel):
             model_kwargs: keyword arguments of the model.
 
         Returns:
-            The next `L2HMCKernelState`.
+            The next [`L2HMCKernelState`][l2hmc_ppl.numpyro.L2HMCKernelState].
         """
         logdensity_fn = self._logdensity_fn(model_args, model_kwargs)
         if jnp.ndim(state.i) == 0:
@@ -450,7 +504,7 @@ class L2HMCKernel(MCMCKernel):
             num_steps=num_steps, progress_bar=self._config.progress_bar and self._progress_bar
         )
         if not self._warm_start_steps_given:
-            config = config.replace(num_warm_start_steps=min(400, max(16, num_steps // 2)))
+            config = config.replace(num_warm_start_steps=min(400, max(16, num_warmup)))
         return config
 
     def _initial_particles(self, rng_key, init_params, num_chains, logdensity_fn, model_args, model_kwargs):
@@ -509,31 +563,71 @@ class L2HMCKernel(MCMCKernel):
             return self._dynamics
         return default_dynamics(dim, key=rng_key, dtype=flat.dtype, **self._dynamics_options)
 
-    def _init_one_chain(self, rng_key, position, particles, logdensity_fn, config: TrainConfig | None):
-        key_chain, key_dynamics, key_train = jax.random.split(rng_key, 3)
-        flat_position = ravel_pytree(position)[0]
-        dtype = flat_position.dtype
-        if flat_position.size == 0:
-            return self._empty_chain_state(key_chain, position, logdensity_fn)
+    def _train(self, rng_key, position, particles, logdensity_fn, config: TrainConfig | None):
+        """Build the dynamics and, with a config, train them: ``(dynamics, summary, final particles)``."""
+        key_dynamics, key_train = jax.random.split(rng_key)
         dynamics = self._build_dynamics(key_dynamics, position)
-        if config is not None:
-            dynamics, history = train(key_train, logdensity_fn, dynamics, particles, config)
-            num_tail = max(1, config.num_steps // 10)
-            loss = jnp.asarray(history.loss)
-            training = TrainingSummary(
-                loss=loss,
-                acceptance_rate=jnp.asarray(history.acceptance_rate),
-                step_size=jnp.asarray(history.step_size),
-                final_loss=jnp.nanmean(loss[-num_tail:]),
-                kept_tuned_hmc=jnp.asarray(False)
-                if history.selection is None
-                else history.selection.kept_initial,
-            )
-            # The chain starts where its first particle ended: burned in by the warm start and training.
-            position = jax.tree_util.tree_map(lambda x: x[0], history.final_state.position)
-        else:
+        dtype = ravel_pytree(position)[0].dtype
+        if config is None:
             empty = jnp.zeros((0,), dtype)
-            training = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype), jnp.asarray(False))
+            summary = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype), jnp.asarray(False))
+            return dynamics, summary, None
+        dynamics, history = train(key_train, logdensity_fn, dynamics, particles, config)
+        num_tail = max(1, config.num_steps // 10)
+        loss = jnp.asarray(history.loss)
+        summary = TrainingSummary(
+            loss=loss,
+            acceptance_rate=jnp.asarray(history.acceptance_rate),
+            step_size=jnp.asarray(history.step_size),
+            final_loss=jnp.nanmean(loss[-num_tail:]),
+            kept_tuned_hmc=jnp.asarray(False)
+            if history.selection is None
+            else history.selection.kept_initial,
+        )
+        return dynamics, summary, history.final_state.position
+
+    def _shared_training(
+        self, rng_key, key_particles, init_params, num_chains, logdensity_fn, config, model_args, model_kwargs
+    ) -> _SharedTraining:
+        """The sampler trained for this log density and number of warm-up steps (trained on first use)."""
+        cache_key = (logdensity_fn, config)
+        if cache_key not in self._trained:
+            batched = (
+                init_params
+                if num_chains is not None
+                else jax.tree_util.tree_map(lambda x: x[None], init_params)
+            )
+            first = jax.tree_util.tree_map(lambda x: x[0], batched)
+            particles = self._initial_particles(
+                key_particles, first, None, logdensity_fn, model_args, model_kwargs
+            )
+            # the chains' own starting points are particles too
+            count = min(jax.tree_util.tree_leaves(batched)[0].shape[0], self._num_particles)
+            particles = jax.tree_util.tree_map(
+                lambda p, b: p.at[:count].set(b[:count].astype(p.dtype)), particles, batched
+            )
+            dynamics, summary, positions = self._train(rng_key, first, particles, logdensity_fn, config)
+            self._trained[cache_key] = _SharedTraining(dynamics, summary, positions)
+        return self._trained[cache_key]
+
+    def _chain_state(self, rng_key, position, logdensity_fn, shared: _SharedTraining) -> L2HMCKernelState:
+        return self._state(
+            jax.random.split(rng_key, 3)[0], position, logdensity_fn, shared.dynamics, shared.summary
+        )
+
+    def _init_one_chain(self, rng_key, position, particles, logdensity_fn, config: TrainConfig | None):
+        """Train this chain's own sampler (under ``pmap``, or without training) and start the chain."""
+        key_chain, key_train, _ = jax.random.split(rng_key, 3)
+        if ravel_pytree(position)[0].size == 0:
+            return self._empty_chain_state(key_chain, position, logdensity_fn)
+        dynamics, summary, positions = self._train(key_train, position, particles, logdensity_fn, config)
+        if positions is not None:
+            # the chain starts where its first particle ended: burned in by the warm start and training
+            position = jax.tree_util.tree_map(lambda x: x[0], positions)
+        return self._state(key_chain, position, logdensity_fn, dynamics, summary)
+
+    def _state(self, key_chain, position, logdensity_fn, dynamics, training) -> L2HMCKernelState:
+        dtype = ravel_pytree(position)[0].dtype
         chain = init_chain_state(position, logdensity_fn)
         zero = jnp.zeros((), dtype)
         return L2HMCKernelState(
@@ -581,12 +675,26 @@ class L2HMCKernel(MCMCKernel):
         if state.dynamics is None:  # no coordinates: the one point is accepted every time
             one = jnp.ones((), state.accept_prob.dtype)
             return state._replace(i=state.i + 1, accept_prob=one, mean_accept_prob=one)
+        if state.training.loss.shape[-1] > 0:
+            # A trained chain starts at a particle that the warm start and training have already
+            # burned in: NumPyro's warm-up iterations have nothing left to do, and cost nothing.
+            return jax.lax.cond(
+                state.i < self._num_warmup,
+                lambda s: s._replace(i=s.i + 1),
+                lambda s: self._move(s, logdensity_fn),
+                state,
+            )
+        return self._move(state, logdensity_fn)
+
+    def _move(self, state: L2HMCKernelState, logdensity_fn) -> L2HMCKernelState:
+        """One L2HMC transition of the chain (the HMC limit in the first half of an untrained warm-up)."""
         rng_key, key_transition = jax.random.split(state.rng_key)
         chain = L2HMCState(state.z, -state.potential_energy, _negate(state.z_grad))
         dynamics = state.dynamics
-        # The first half of warmup burns in with the HMC limit (zero networks: HMC with the trained ε,
-        # jitter and preconditioner). Networks trained near the posterior can be useless far from
-        # it, and a chain given `dynamics=` starts where init_strategy puts it, maybe far out.
+        # Without training (given `dynamics=`), the chain starts where init_strategy puts it, maybe
+        # far out: the first half of warm-up burns in with the HMC limit (zero networks: HMC with
+        # the dynamics' ε, jitter and preconditioner), since networks trained near the posterior
+        # can be useless far from it.
         hmc_limit = dynamics.as_hmc_limit()
         use_hmc_limit = state.i < self._num_warmup // 2
         dynamics = jax.tree_util.tree_map(
@@ -652,6 +760,31 @@ def _check_latent_sites(model, model_args, model_kwargs, init_strategy) -> None:
         )
 
 
+def _check_init_params_match(init_params, model_z, vectorized: bool) -> None:
+    """The user's ``init_params`` have the model's latent sites, each of the model's shape."""
+    if isinstance(init_params, dict) and isinstance(model_z, dict) and set(init_params) != set(model_z):
+        raise ValueError(
+            f"init_params must give every latent site of the model and nothing else: the model has "
+            f"{sorted(model_z)}, init_params has {sorted(init_params)}"
+        )
+    if jax.tree_util.tree_structure(init_params) != jax.tree_util.tree_structure(model_z):
+        raise ValueError(
+            "init_params must have the structure of the model's unconstrained latent sites "
+            f"({jax.tree_util.tree_structure(model_z)}), got {jax.tree_util.tree_structure(init_params)}"
+        )
+    paths = jax.tree_util.tree_flatten_with_path(model_z)[0]
+    for (path, expected), given in zip(paths, jax.tree_util.tree_leaves(init_params), strict=True):
+        expected_shape = jnp.shape(expected)[1:] if vectorized else jnp.shape(expected)
+        given_shape = jnp.shape(given)[1:] if vectorized else jnp.shape(given)
+        if tuple(given_shape) != tuple(expected_shape):
+            where = jax.tree_util.keystr(path)
+            chain_axis = " after the leading chain axis" if vectorized else ""
+            raise ValueError(
+                f"init_params{where} must have the shape of the site's unconstrained value "
+                f"{tuple(expected_shape)}{chain_axis}, got {tuple(given_shape)}"
+            )
+
+
 def _checked_init_params(init_params, num_chains: int | None):
     """``init_params`` as float arrays, with a clear error for a wrong layout or dtype."""
     leaves = jax.tree_util.tree_leaves(init_params)
@@ -684,14 +817,15 @@ def get_dynamics(source: MCMC | L2HMCKernelState, chain: int = 0) -> L2HMCDynami
     """The trained dynamics of one chain after a run (to save, reuse, or use in BlackJAX).
 
     Args:
-        source: an `numpyro.infer.MCMC` that ran an `L2HMCKernel` (its last state,
-            or else its post-warmup state, is used) or an `L2HMCKernelState`.
+        source: a ``numpyro.infer.MCMC`` that ran an [`L2HMCKernel`][l2hmc_ppl.numpyro.L2HMCKernel]
+            (its last state, or else its post-warmup state, is used) or an
+            [`L2HMCKernelState`][l2hmc_ppl.numpyro.L2HMCKernelState].
         chain: which chain's dynamics to return when there are several.
 
     Returns:
-        The `l2hmc_ppl.L2HMCDynamics` of that chain. Pass them to
+        The [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] of that chain. Pass them to
         ``L2HMCKernel(model, dynamics=...)`` to sample without training, or to
-        `l2hmc_ppl.build_kernel` with the flattened unconstrained position
+        [`build_kernel`][l2hmc_ppl.build_kernel] with the flattened unconstrained position
         (``jax.flatten_util.ravel_pytree`` of a draw of ``z``).
     """
     state = source

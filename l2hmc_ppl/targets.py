@@ -1,9 +1,10 @@
 """The paper's benchmark targets, with their exact moments and exact samplers.
 
-Every target is a `Target`: a log density in the BlackJAX convention
+Every target is a [`Target`][l2hmc_ppl.targets.Target]: a log density in the BlackJAX convention
 (``logdensity_fn(x) = −U(x)``, log p up to an additive constant), its true mean and covariance
-(the ground truth that `l2hmc_ppl.diagnostics.paper_ess` needs), and, where one exists, an
-exact sampler (the evaluation protocol of SPEC §7 starts its chains from exact draws).
+(the ground truth that [`paper_ess`][l2hmc_ppl.diagnostics.paper_ess] needs), and, where one
+exists, an exact sampler (the paper's evaluation protocol, Levy et al. 2018 §5, starts its chains
+from exact draws).
 
 | name | density | mean, covariance | sampler |
 |---|---|---|---|
@@ -33,9 +34,10 @@ and the resolution of the uniform draws (the extreme tail beyond probability 2�
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
-    Networks*. ICLR 2018, arXiv:1711.09268, §6 (the toy targets).
+    Networks*. ICLR 2018, arXiv:1711.09268, §5.1 (the toy targets).
     J. Song, S. Zhao, S. Ermon. *A-NICE-MC: Adversarial Training for MCMC*. NeurIPS 2017
-    (`ring`, `ring5`, `mog2`, `mog6`).
+    ([`ring`][l2hmc_ppl.targets.ring], [`ring5`][l2hmc_ppl.targets.ring5],
+    [`mog2`][l2hmc_ppl.targets.mog2], [`mog6`][l2hmc_ppl.targets.mog6]).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class Target:
     """A target distribution: log density, ground-truth moments and an exact sampler.
 
     Attributes:
-        name: Short name, one of `TARGET_NAMES` for the built-in targets.
+        name: Short name, one of [`TARGET_NAMES`][l2hmc_ppl.targets.TARGET_NAMES] for the built-in
+            targets.
         dim: Dimension n of x.
         logdensity_fn: x of shape ``(dim,)`` → log p(x) = −U(x) up to an additive constant (the
             BlackJAX convention). Works in float32 and float64 and under ``jit``/``vmap``/``grad``.
@@ -219,18 +222,18 @@ def _isotropic_mixture(name, weights, means, variances, description) -> Target:
 
 
 def icg() -> Target:
-    """The 50-d ill-conditioned Gaussian (ICG) of the paper.
+    r"""The 50-d ill-conditioned Gaussian (ICG) of the paper.
 
     p(x) = N(x; 0, diag(σ²)), σ² = logspace(−2, 2, 50), i.e. variances 10⁻² … 10² (condition
-    number 10⁴)::
+    number 10⁴):
 
-        log p(x) = −½ Σᵢ xᵢ²/σᵢ² − ½ Σᵢ log(2πσᵢ²)
+    $$\log p(x) = -\tfrac12 \sum_i x_i^2 / \sigma_i^2 - \tfrac12 \sum_i \log(2\pi\sigma_i^2).$$
 
     Returns:
         The target, with exact moments and sampler.
 
     References:
-        Levy et al., ICLR 2018, §6 (n_h = 100, λ_b = 0).
+        Levy et al., ICLR 2018, §5.1 and Appendix (n_h = 100, λ_b = 0).
     """
     variances = np.logspace(-2.0, 2.0, 50)
     return _gaussian_mixture(
@@ -251,19 +254,20 @@ def _correlated_gaussian(name: str, small_variance: float, description: str) -> 
 
 
 def scg() -> Target:
-    """The 2-d strongly correlated Gaussian (SCG) as defined in the paper's text.
+    r"""The 2-d strongly correlated Gaussian (SCG) as defined in the paper's text.
 
-    p(x) = N(x; 0, Σ) with Σ = R diag(100, 10⁻²) Rᵀ and R the rotation by π/4::
+    p(x) = N(x; 0, Σ) with Σ = R diag(100, 10⁻²) Rᵀ and R the rotation by π/4:
 
-        log p(x) = −½ xᵀΣ⁻¹x − ½ log det(2πΣ)
+    $$\log p(x) = -\tfrac12 x^\top \Sigma^{-1} x - \tfrac12 \log\det(2\pi\Sigma).$$
 
-    The released notebook used 0.1 for the small variance: see `scg_notebook`.
+    The released notebook used 0.1 for the small variance: see
+    [`scg_notebook`][l2hmc_ppl.targets.scg_notebook].
 
     Returns:
         The target, with exact moments and sampler.
 
     References:
-        Levy et al., ICLR 2018, §6 (λ_b = 0).
+        Levy et al., ICLR 2018, §5.1 and Appendix (λ_b = 0).
     """
     return _correlated_gaussian(
         "scg",
@@ -274,17 +278,18 @@ def scg() -> Target:
 
 
 def scg_notebook() -> Target:
-    """The SCG variant of the authors' released notebook: small variance 0.1 instead of 0.01.
+    r"""The SCG variant of the authors' released notebook: small variance 0.1 instead of 0.01.
 
-    p(x) = N(x; 0, Σ) with Σ = R diag(100, 0.1) Rᵀ and R the rotation by π/4::
+    p(x) = N(x; 0, Σ) with Σ = R diag(100, 0.1) Rᵀ and R the rotation by π/4:
 
-        log p(x) = −½ xᵀΣ⁻¹x − ½ log det(2πΣ)
+    $$\log p(x) = -\tfrac12 x^\top \Sigma^{-1} x - \tfrac12 \log\det(2\pi\Sigma).$$
 
     Returns:
         The target, with exact moments and sampler.
 
     References:
-        Levy et al., ICLR 2018, released code (notebook); the paper's text uses 0.01 (`scg`).
+        Levy et al., ICLR 2018, released code (notebook); the paper's text uses 0.01
+        ([`scg`][l2hmc_ppl.targets.scg]).
     """
     return _correlated_gaussian(
         "scg_notebook",
@@ -295,11 +300,12 @@ def scg_notebook() -> Target:
 
 
 def mog(variance: float = 0.1) -> Target:
-    """The paper's 2-d mixture of two Gaussians (MoG).
+    r"""The paper's 2-d mixture of two Gaussians (MoG).
 
-    p(x) = ½ N(x; (−2, 0), s I) + ½ N(x; (2, 0), s I) with s = ``variance``::
+    p(x) = ½ N(x; (−2, 0), s I) + ½ N(x; (2, 0), s I) with s = ``variance``:
 
-        log p(x) = logsumexp_k [log ½ − ‖x − μₖ‖²/(2s) − log(2πs)]
+    $$\log p(x) = \operatorname{logsumexp}_k \bigl[\log\tfrac12 - \lVert x - \mu_k \rVert^2 / (2s)
+      - \log(2\pi s)\bigr].$$
 
     Mean 0, covariance diag(4 + s, s).
 
@@ -310,7 +316,7 @@ def mog(variance: float = 0.1) -> Target:
         The target, with exact moments and sampler; ``modes`` holds the two centres.
 
     References:
-        Levy et al., ICLR 2018, §6 (λ_b = 1, temperature annealing during training).
+        Levy et al., ICLR 2018, §5.1 and Appendix (λ_b = 1, temperature annealing during training).
     """
     return _isotropic_mixture(
         "mog",
@@ -322,11 +328,12 @@ def mog(variance: float = 0.1) -> Target:
 
 
 def mog2() -> Target:
-    """A-NICE-MC's two-component mixture ``mog2``.
+    r"""A-NICE-MC's two-component mixture ``mog2``.
 
-    p(x) = ½ N(x; (5, 0), ¼ I) + ½ N(x; (−5, 0), ¼ I)::
+    p(x) = ½ N(x; (5, 0), ¼ I) + ½ N(x; (−5, 0), ¼ I):
 
-        log p(x) = logsumexp_k [log ½ − 2‖x − μₖ‖² − log(π/2)]
+    $$\log p(x) = \operatorname{logsumexp}_k \bigl[\log\tfrac12 - 2 \lVert x - \mu_k \rVert^2
+      - \log(\pi/2)\bigr].$$
 
     Mean 0, covariance diag(25.25, 0.25) (sd 5.02, 0.5).
 
@@ -346,11 +353,12 @@ def mog2() -> Target:
 
 
 def mog6() -> Target:
-    """A-NICE-MC's six-component mixture ``mog6``.
+    r"""A-NICE-MC's six-component mixture ``mog6``.
 
-    p(x) = (1/6) Σₖ₌₀⁵ N(x; μₖ, ¼ I), μₖ = 5 (cos(kπ/3), sin(kπ/3))::
+    p(x) = (1/6) Σₖ₌₀⁵ N(x; μₖ, ¼ I), μₖ = 5 (cos(kπ/3), sin(kπ/3)):
 
-        log p(x) = logsumexp_k [log(1/6) − 2‖x − μₖ‖² − log(π/2)]
+    $$\log p(x) = \operatorname{logsumexp}_k \bigl[\log\tfrac16 - 2 \lVert x - \mu_k \rVert^2
+      - \log(\pi/2)\bigr].$$
 
     Mean 0, covariance 12.75 I (sd 3.57 per coordinate).
 
@@ -372,14 +380,15 @@ def mog6() -> Target:
 
 
 def mog2_unequal() -> Target:
-    """The mog2 variant with unequal variances of the paper's Fig. 1d.
+    r"""The mog2 variant with unequal variances of the paper's Fig. 1d.
 
-    p(x) = ½ N(x; (5, 0), 3 I) + ½ N(x; (−5, 0), 0.05 I)::
+    p(x) = ½ N(x; (5, 0), 3 I) + ½ N(x; (−5, 0), 0.05 I):
 
-        log p(x) = logsumexp_k [log ½ − ‖x − μₖ‖²/(2sₖ) − log(2πsₖ)],  s = (3, 0.05)
+    $$\log p(x) = \operatorname{logsumexp}_k \bigl[\log\tfrac12 - \lVert x - \mu_k \rVert^2 / (2s_k)
+      - \log(2\pi s_k)\bigr], \qquad s = (3, 0.05).$$
 
-    The centres are those of `mog2`; the wide component (variance 3) sits at (5, 0), the
-    narrow one (variance 0.05) at (−5, 0). Mean 0, covariance diag(26.525, 1.525).
+    The centres are those of [`mog2`][l2hmc_ppl.targets.mog2]; the wide component (variance 3) sits
+    at (5, 0), the narrow one (variance 0.05) at (−5, 0). Mean 0, covariance diag(26.525, 1.525).
 
     Returns:
         The target, with exact moments and sampler; ``modes`` holds the two centres.
@@ -432,17 +441,17 @@ def _trapezoid(values: np.ndarray, grid: np.ndarray) -> float:
 
 
 def rough_well(eta: float = 1e-2) -> Target:
-    """The paper's 2-d rough well.
+    r"""The paper's 2-d rough well.
 
     U(x) = ½ xᵀx + η Σᵢ cos(xᵢ/η), p(x) ∝ exp(−U(x)), with η = 10⁻² (a Gaussian with a fine,
     shallow "washboard" of period 2πη). The paper's form is followed; the released code's default
-    used cos(x/η²)::
+    used cos(x/η²):
 
-        log p(x) = −½ Σᵢ xᵢ² − η Σᵢ cos(xᵢ/η)   (unnormalised)
+    $$\log p(x) = -\tfrac12 \sum_i x_i^2 - \eta \sum_i \cos(x_i/\eta) \quad \text{(unnormalised)}.$$
 
     U separates, so the coordinates are iid with density ∝ exp(−x²/2 − η cos(x/η)). The mean is 0
     by symmetry; the variance c (covariance c I) is computed by the trapezoid rule on a fine grid
-    (spectrally accurate for this smooth, fast-decaying integrand; c = 1 up to e^{-1/(2η²)} for
+    (spectrally accurate for this smooth, fast-decaying integrand; c = 1 up to $e^{-1/(2\eta^2)}$ for
     η = 10⁻²). Exact draws invert the tabulated survival function of |xᵢ| and attach a random
     sign (see the module docstring for the accuracy of grid samplers).
 
@@ -453,7 +462,7 @@ def rough_well(eta: float = 1e-2) -> Target:
         The target with moments from quadrature and a grid-based exact sampler.
 
     References:
-        Levy et al., ICLR 2018, §6 (λ_b = 1).
+        Levy et al., ICLR 2018, §5.1 and Appendix (λ_b = 1).
     """
     if eta <= 0:
         raise ValueError(f"eta must be positive, got {eta}")
@@ -538,11 +547,11 @@ def _radial_target(name: str, radial_potential: Callable, r_max: float, descript
 
 
 def ring() -> Target:
-    """A-NICE-MC's ``ring``.
+    r"""A-NICE-MC's ``ring``.
 
-    U(x) = ((‖x‖ − 2)/0.4)², p(x) ∝ exp(−U(x))::
+    U(x) = ((‖x‖ − 2)/0.4)², p(x) ∝ exp(−U(x)):
 
-        log p(x) = −((‖x‖ − 2)/0.4)²   (unnormalised)
+    $$\log p(x) = -\bigl((\lVert x \rVert - 2)/0.4\bigr)^2 \quad \text{(unnormalised)}.$$
 
     Mean 0, covariance ½ E[r²] I with r = ‖x‖ of density ∝ r exp(−U(r)), by radial quadrature.
     Exact draws: r by inverse CDF on a radial grid, angle uniform.
@@ -567,11 +576,11 @@ def ring() -> Target:
 
 
 def ring5() -> Target:
-    """A-NICE-MC's ``ring5``: five concentric rings of radii 1..5.
+    r"""A-NICE-MC's ``ring5``: five concentric rings of radii 1..5.
 
-    U(x) = minᵢ₌₁..₅ ((‖x‖ − i)/0.2)², p(x) ∝ exp(−U(x))::
+    U(x) = minᵢ₌₁..₅ ((‖x‖ − i)/0.2)², p(x) ∝ exp(−U(x)):
 
-        log p(x) = −minᵢ ((‖x‖ − i)/0.2)²   (unnormalised)
+    $$\log p(x) = -\min_{i} \bigl((\lVert x \rVert - i)/0.2\bigr)^2 \quad \text{(unnormalised)}.$$
 
     Mean 0, covariance ½ E[r²] I by radial quadrature. Exact draws: r by inverse CDF on a radial
     grid, angle uniform.
@@ -604,11 +613,11 @@ def ring5() -> Target:
 # German credit
 
 
-#: Environment variable naming the folder that holds the German credit files.
 GERMAN_CREDIT_ENV_VAR = "L2HMC_PPL_GERMAN_CREDIT"
+"""Environment variable naming the folder that holds the German credit files."""
 
-#: The files `german_credit` reads.
 GERMAN_CREDIT_FILES = ("features.npy", "labels.npy", "reference_moments.json")
+"""The files [`german_credit`][l2hmc_ppl.targets.german_credit] reads."""
 
 _GERMAN_CREDIT_HELP = (
     "German credit needs features.npy (1000x24 float), labels.npy (1000 or 1000x1, 0/1) and "
@@ -633,8 +642,9 @@ def resolve_german_credit_dir(data_dir: str | os.PathLike | None = None) -> Path
         The folder, resolved to an absolute path.
 
     Raises:
-        FileNotFoundError: If no folder is given or it lacks one of `GERMAN_CREDIT_FILES`; the
-            message names the missing files and where to get the data.
+        FileNotFoundError: If no folder is given or it lacks one of
+            [`GERMAN_CREDIT_FILES`][l2hmc_ppl.targets.GERMAN_CREDIT_FILES]; the message names the
+            missing files and where to get the data.
     """
     if data_dir is not None:
         candidates, origin = [Path(data_dir)], "the `data_dir` argument"
@@ -655,13 +665,14 @@ def resolve_german_credit_dir(data_dir: str | os.PathLike | None = None) -> Path
 
 
 def german_credit(data_dir: str | os.PathLike | None = None) -> Target:
-    """Bayesian logistic regression on German credit (numeric, 1000 × 24).
+    r"""Bayesian logistic regression on German credit (numeric, 1000 × 24).
 
     Each of the 24 features is standardised, (x − mean)/std with the population std, and a bias
     column of ones is appended last, giving the design matrix X (1000 × 25). With labels
-    yⱼ ∈ {0, 1}, prior β ~ N(0, I₂₅) and a Bernoulli-logit likelihood::
+    yⱼ ∈ {0, 1}, prior β ~ N(0, I₂₅) and a Bernoulli-logit likelihood:
 
-        log p(β | y) = −½ ‖β‖² + Σⱼ [yⱼ (Xβ)ⱼ − log(1 + exp((Xβ)ⱼ))]   (unnormalised)
+    $$\log p(\beta \mid y) = -\tfrac12 \lVert\beta\rVert^2
+      + \sum_j \bigl[y_j (X\beta)_j - \log(1 + e^{(X\beta)_j})\bigr] \quad \text{(unnormalised)},$$
 
     evaluated stably as −½‖β‖² − Σⱼ softplus((1 − 2yⱼ)(Xβ)ⱼ). There is no exact sampler; ``mean``
     and ``covariance`` = diag(sd²) come from ``reference_moments.json`` (importance sampling with a
@@ -669,7 +680,8 @@ def german_credit(data_dir: str | os.PathLike | None = None) -> Target:
 
     Args:
         data_dir: Folder with ``features.npy``, ``labels.npy`` and ``reference_moments.json``;
-            ``None`` uses ``$L2HMC_PPL_GERMAN_CREDIT`` (see `resolve_german_credit_dir`).
+            ``None`` uses ``$L2HMC_PPL_GERMAN_CREDIT`` (see
+            [`resolve_german_credit_dir`][l2hmc_ppl.targets.resolve_german_credit_dir]).
 
     Returns:
         The 25-d target, with ``sample = None``.
@@ -748,15 +760,15 @@ _FACTORIES: dict[str, Callable[..., Target]] = {
     "german_credit": german_credit,
 }
 
-#: Names accepted by `get_target`, in the order of SPEC §6.
 TARGET_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+"""Names accepted by [`get_target`][l2hmc_ppl.targets.get_target], in the order of the module's table."""
 
 
 def get_target(name: str, **kwargs) -> Target:
     """Build a target by name.
 
     Args:
-        name: One of `TARGET_NAMES`.
+        name: One of [`TARGET_NAMES`][l2hmc_ppl.targets.TARGET_NAMES].
         **kwargs: Passed to the factory (e.g. ``eta`` for ``rough_well``, ``variance`` for
             ``mog``, ``data_dir`` for ``german_credit``).
 

@@ -269,7 +269,7 @@ class _RecordingTrain:
         # Stand-in chains: the adapter only has to pass the batch through or pick its first chain.
         states = L2HMCState(initial_positions, jnp.arange(num_chains, dtype=float), initial_positions)
         history = l2hmc_ppl.TrainingHistory(
-            *([jnp.zeros(config.num_steps)] * 7),
+            *([jnp.zeros(config.num_steps)] * 8),
             final_state=states,
             warm_start=None,
             selection=None,

@@ -163,22 +163,25 @@ def test_eight_schools_matches_nuts(eight_schools_run):
         assert_same_moments(samples[site], reference[site], site)
 
 
-def test_training_happened_per_chain_and_sampling_is_frozen(eight_schools_run):
+def test_training_happened_once_for_all_chains_and_sampling_is_frozen(eight_schools_run):
     state = eight_schools_run.last_state
     assert isinstance(state, L2HMCKernelState)
     assert state.training.loss.shape == (2, 200)
     assert np.all(np.isfinite(state.training.loss))
-    # Each chain trained its own dynamics (own key, own particles) ...
+    # The sampler is trained once, on the particles, and every chain samples with it ...
     first, second = get_dynamics(eight_schools_run, 0), get_dynamics(eight_schools_run, 1)
-    assert not _tree_equal(first.position_net, second.position_net)
-    # ... and sampling did not change them: the post-warmup dynamics are the final ones.
-    post_warmup = eight_schools_run.post_warmup_state.dynamics
-    assert _tree_equal(post_warmup, state.dynamics)
-    # Each chain samples with its trained heads, or with the tuned HMC (zero heads) when the
+    assert _tree_equal(first, second)
+    # ... each chain starting from its own trained particle: different states after warm-up.
+    assert not np.array_equal(
+        np.asarray(eight_schools_run.post_warmup_state.z["mu"][0]),
+        np.asarray(eight_schools_run.post_warmup_state.z["mu"][1]),
+    )
+    # Sampling did not change the dynamics: the post-warmup dynamics are the final ones.
+    assert _tree_equal(eight_schools_run.post_warmup_state.dynamics, state.dynamics)
+    # The chains sample with the trained heads, or with the tuned HMC (zero heads) when the
     # selection found that it mixes better.
-    for chain, dynamics in enumerate((first, second)):
-        at_hmc_limit = _tree_equal(dynamics.position_net, dynamics.as_hmc_limit().position_net)
-        assert at_hmc_limit == bool(state.training.kept_tuned_hmc[chain])
+    at_hmc_limit = _tree_equal(first.position_net, first.as_hmc_limit().position_net)
+    assert at_hmc_limit == bool(state.training.kept_tuned_hmc[0])
     step_sizes = eight_schools_run.get_extra_fields(group_by_chain=True)["step_size"]
     assert np.all(step_sizes == step_sizes[:, :1])
 
@@ -616,8 +619,8 @@ def test_integer_init_params_are_converted():
     assert mcmc.get_samples()["a"].dtype == jnp.result_type(float)
 
 
-def test_chains_after_the_first_reuse_its_compiled_training(capsys):
-    """Three sequential chains compile the training chunk once, and its progress is shown."""
+def test_chains_after_the_first_reuse_its_training(capsys):
+    """Three sequential chains train once (the chunk compiled once), and its progress is shown."""
     import importlib
 
     run_chunk = importlib.import_module("l2hmc_ppl.training.step").run_chunk._cached
@@ -633,4 +636,5 @@ def test_chains_after_the_first_reuse_its_compiled_training(capsys):
     mcmc.run(jax.random.key(22), init_params={"a": jnp.zeros((3, 2)), "b": jnp.zeros(3)})
     assert mcmc.last_state.training.loss.shape == (3, 40)
     assert run_chunk._cache_size() - before == 1
+    assert _tree_equal(get_dynamics(mcmc, 0), get_dynamics(mcmc, 2))
     assert "L2HMC training" in capsys.readouterr().err  # warmup shows the training by default

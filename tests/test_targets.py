@@ -213,7 +213,7 @@ def test_mog2_unequal_component_variances(draws):
 
 
 def _scipy_logpdf(name: str, x: np.ndarray) -> np.ndarray:
-    """Reference log densities (up to a constant) from scipy or from the SPEC formula."""
+    """Reference log densities (up to a constant) from scipy or from the paper's formula."""
     if name == "icg":
         return stats.multivariate_normal(np.zeros(50), np.diag(np.logspace(-2, 2, 50))).logpdf(x)
     if name in ("scg", "scg_notebook"):

@@ -3,7 +3,7 @@
 Two L2HMC configurations are trained on every target, each an `L2HMCConfig` whose training
 options are one ``l2hmc_ppl.TrainConfig``:
 
-- **paper**: the paper's settings (SPEC §5): M = 10, the paper's objective with λ² = 0.1, Adam 10⁻³
+- **paper**: the paper's settings (paper §4, appendix): M = 10, the paper's objective with λ² = 0.1, Adam 10⁻³
   decayed ×0.96 every 1000 steps, 5000 iterations, 200 chains, ε₀ = 0.1, n_h = 10 (100 for the ICG),
   λ_b = 0 on the Gaussians and 1 on the Rough Well and the mixtures, temperature annealing 5 → 1
   on the mixtures, no warm start, a fixed ε (no step-size jitter).
@@ -43,7 +43,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PaperResult:
-    """Published ESS per MH step (final paper, table of Fig. 1c; SPEC §7).
+    """Published ESS per MH step (final paper, table of Fig. 1c; Levy et al. 2018 §5).
 
     Attributes:
         l2hmc: L2HMC's ESS per MH step.
@@ -57,7 +57,7 @@ class PaperResult:
     hmc_is_upper_bound: bool = False
 
 
-#: The paper's ESS per MH step, M = 10 (SPEC §7).
+#: The paper's ESS per MH step, M = 10 (Levy et al. 2018 §5).
 PAPER_RESULTS: dict[str, PaperResult] = {
     "icg": PaperResult(0.783, 0.0165),
     "rough_well": PaperResult(0.625, 0.116),
@@ -132,7 +132,7 @@ _TARGETS: dict[str, TargetConfig] = {
         "mog2_unequal", _PAPER_WITH_BARRIERS, _tuned_hot_anneal(), hmc_step_sizes=_grid(0.05, 0.6)
     ),
     # The SCG variant of the released notebook and the A-NICE-MC targets of the paper's comparison
-    # figure. The SPEC gives no settings for them beyond the paper's defaults, so "paper" is those
+    # figure. The papers give no settings for them beyond the paper's defaults, so "paper" is those
     # defaults (λ_b = 1, annealing 5 → 1 where there are barriers) and "tuned" reuses the recipes
     # above: the SCG's for its variant, the Rough Well's for the ring, and on targets with barriers
     # a hot anneal whose initial temperature brings the barrier down to about one nat.

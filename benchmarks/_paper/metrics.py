@@ -1,7 +1,7 @@
 """Mixing metrics of one sampler run: the paper's ESS, the standard ESS, and mode statistics.
 
 - ``ess_per_step``: :func:`l2hmc_ppl.diagnostics.paper_ess` with the target's true mean and
-  covariance (SPEC §7): ESS = 1 / (1 + 2 Σ_{t ≥ 1} ρ_t), truncated at the first ρ_t < 0.05. By
+  covariance (Levy et al. 2018 §5): ESS = 1 / (1 + 2 Σ_{t ≥ 1} ρ_t), truncated at the first ρ_t < 0.05. By
   construction it is at most 1 per step (anti-correlated chains are not rewarded).
 - ``ess_per_gradient``: ``ess_per_step`` divided by the mean number of gradient evaluations per
   transition (M for HMC and L2HMC, the tree size for NUTS, the jittered length for ChEES).

@@ -25,9 +25,7 @@ from latex2mathml.converter import convert
 log = logging.getLogger("mkdocs.hooks.mathml")
 
 # what arithmatex's generic mode writes (its default wrapper tags and delimiters)
-_ARITHMATEX = re.compile(
-    r'<(?P<tag>span|div) class="arithmatex">(?P<body>.*?)</(?P=tag)>', re.DOTALL
-)
+_ARITHMATEX = re.compile(r'<(?P<tag>span|div) class="arithmatex">(?P<body>.*?)</(?P=tag)>', re.DOTALL)
 _DELIMITERS = {"span": ("\\(", "\\)"), "div": ("\\[", "\\]")}
 # inline math as it reaches a heading's table-of-contents title (tags stripped, text escaped)
 _TOC_INLINE = re.compile(r"\\\((?P<tex>.+?)\\\)", re.DOTALL)
@@ -46,9 +44,7 @@ _DIGITS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT
 
 
 def _prepare(tex: str) -> str:
-    return _TEXT_ARGUMENT.sub(
-        lambda m: "\\text{" + _ESCAPED_CHARACTER.sub(r"\1", m.group(1)) + "}", tex
-    )
+    return _TEXT_ARGUMENT.sub(lambda m: "\\text{" + _ESCAPED_CHARACTER.sub(r"\1", m.group(1)) + "}", tex)
 
 
 def to_mathml(tex: str, display: bool, where: str) -> str | None:
@@ -56,14 +52,14 @@ def to_mathml(tex: str, display: bool, where: str) -> str | None:
     try:
         mathml = convert(_prepare(tex), display="block" if display else "inline")
     except Exception as error:  # noqa: BLE001 - any converter failure is reported the same way
-        log.warning("%s: cannot convert the formula %r to MathML: %s: %s",
-                    where, tex, type(error).__name__, error)
+        log.warning(
+            "%s: cannot convert the formula %r to MathML: %s: %s", where, tex, type(error).__name__, error
+        )
         return None
     text = html.unescape(_TAG.sub("", mathml))
     unknown = sorted(set(_UNCONVERTED_COMMAND.findall(text)))
     if unknown:
-        log.warning("%s: latex2mathml does not know %s in the formula %r",
-                    where, ", ".join(unknown), tex)
+        log.warning("%s: latex2mathml does not know %s in the formula %r", where, ", ".join(unknown), tex)
         return None
     return _unicode_variants(mathml.replace(*_SIM))
 
@@ -76,8 +72,12 @@ def _styled(character: str, variant: str) -> str | None:
     else:
         name = f"{style} {'CAPITAL' if character.isupper() else 'SMALL'} {character.upper()}"
     # the letters that predate the mathematical block keep their older names (ℬ, ℝ, ℭ, ℎ, ...)
-    for candidate in (f"MATHEMATICAL {name}", name, name.replace("FRAKTUR", "BLACK-LETTER"),
-                      "PLANCK CONSTANT" if name == "ITALIC SMALL H" else ""):
+    for candidate in (
+        f"MATHEMATICAL {name}",
+        name,
+        name.replace("FRAKTUR", "BLACK-LETTER"),
+        "PLANCK CONSTANT" if name == "ITALIC SMALL H" else "",
+    ):
         try:
             return unicodedata.lookup(candidate)
         except KeyError:
@@ -100,7 +100,7 @@ def _unicode_variants(mathml: str) -> str:
 def _strip(body: str, opening: str, closing: str) -> str:
     body = body.strip()
     if body.startswith(opening) and body.endswith(closing):
-        body = body[len(opening):-len(closing)]
+        body = body[len(opening) : -len(closing)]
     return body
 
 

@@ -1,6 +1,6 @@
 r"""Annealed importance sampling (AIS) estimates of a log marginal likelihood.
 
-Part of the L2HMC-DGLM example (``examples/dlgm``): the evaluation of SPEC §8. Nothing here is
+Part of the L2HMC-DGLM example (``examples/dlgm``): the evaluation of Levy et al. 2018, §5.2. Nothing here is
 specific to L2HMC; the transitions are BlackJAX's HMC.
 
 AIS (Neal, 2001) estimates $\log p(x) = \log \int p(z)\, p(x \mid z)\, dz$ by
@@ -26,7 +26,7 @@ $$\mathrm{SE}\bigl[\log \hat p(x)\bigr] \approx
 
 computed from the weights normalised by their maximum.
 
-The L2HMC-DGLM evaluation (SPEC §8) is the default configuration: 20 chains,
+The L2HMC-DGLM evaluation (Levy et al. 2018, §5.2) is the default configuration: 20 chains,
 10,000 annealing steps on a sigmoid schedule, 10 leapfrog steps per transition,
 step size adapted to an acceptance rate of about 0.65.
 

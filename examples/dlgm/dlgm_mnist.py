@@ -1,4 +1,4 @@
-"""L2HMC-DGLM on MNIST: train a VAE, HMC-DGLM and L2HMC-DGLM, compare them by AIS (SPEC §8).
+"""L2HMC-DGLM on MNIST: train a VAE, HMC-DGLM and L2HMC-DGLM, compare them by AIS (Levy et al. 2018, §5.2).
 
 Trains the three deep latent Gaussian models of the paper's §5.2 with the same number of epochs
 and the same initial encoder/decoder weights, evaluates log p(x) on held-out (and training) images
@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-#: Held-out / training log-likelihoods of the paper (SPEC §8, digitised from Fig. 2, nats).
+#: Held-out / training log-likelihoods of the paper (Levy et al. 2018, §5.2, digitised from Fig. 2, nats).
 PAPER = {
     "l2hmc": {1: (-84.28, -87.06), 2: (-80.93, -83.75), 5: (-80.90, -83.51), 7: (-80.84, -83.23)},
     "hmc": {1: (-84.69, -87.39), 2: (-81.61, -84.35), 5: (-81.51, -84.04), 7: (-81.19, -83.76)},

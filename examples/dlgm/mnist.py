@@ -14,7 +14,7 @@ dimensions) or `0x00000801` (labels, one dimension), followed by one big-endian
 checked, so that a truncated download fails loudly instead of training on garbage.
 
 Part of the L2HMC-DGLM example (``examples/dlgm``). The data set is the one of the
-L2HMC-DGLM experiment (SPEC §8): images scaled to [0, 1], dynamically binarised
+L2HMC-DGLM experiment (Levy et al. 2018, §5.2): images scaled to [0, 1], dynamically binarised
 (each pixel ~ Bernoulli(intensity), re-drawn every epoch) with `binarize`. The
 folder is the caller's choice (`data_dir`) or the environment variable
 `L2HMC_PPL_MNIST`; this module looks nowhere else.
@@ -218,7 +218,7 @@ def binarize(rng_key: PRNGKeyArray, images: Float[Array, "..."]) -> Float[Array,
     $$b_{ij} \sim \mathrm{Bernoulli}(x_{ij}), \qquad x_{ij} \in [0, 1],$$
 
     drawn independently; call it with a fresh key every epoch so that the
-    model sees a new binarisation each time (SPEC §8). Jit- and vmap-compatible.
+    model sees a new binarisation each time (Levy et al. 2018, §5.2). Jit- and vmap-compatible.
 
     Args:
         rng_key: A JAX PRNG key.

@@ -1,4 +1,4 @@
-r"""The L2HMC deep latent Gaussian model (L2HMC-DGLM) of SPEC §8, with its two baselines.
+r"""The L2HMC deep latent Gaussian model (L2HMC-DGLM) of Levy et al. 2018, §5.2, with its two baselines.
 
 The generative model is a deep latent Gaussian model (DGLM) on binarised images $x \in \{0,1\}^{784}$:
 
@@ -198,7 +198,7 @@ class BernoulliDecoder(eqx.Module):
 
 
 class ConditionalSampler(eqx.Module):
-    """An L2HMC sampler θ for p_φ(z | x) conditioned on the image x (SPEC §8).
+    """An L2HMC sampler θ for p_φ(z | x) conditioned on the image x (Levy et al. 2018, §5.2).
 
     The image goes through a softplus encoder (2 × 512 in the paper); its output is the auxiliary
     input of the dynamics, which both the position and the momentum network embed and add into their
@@ -516,7 +516,7 @@ def ais_log_likelihood(
 ) -> AISResult:
     """AIS estimate of log p_φ(x) for each image, from the prior N(0, I) to p_φ(z | x).
 
-    The defaults are the paper's evaluation (SPEC §8): 20 chains, 10,000 annealing steps (sigmoid
+    The defaults are the paper's evaluation (paper §5.2): 20 chains, 10,000 annealing steps (sigmoid
     schedule), 10 leapfrog steps per HMC transition, step size adapted per image toward an
     acceptance of 0.65.
 

@@ -1,6 +1,6 @@
 r"""Algorithm 2 of the paper: one minibatch of L2HMC-DGLM training (and of its two baselines).
 
-Per minibatch, each part with its own Adam optimiser (SPEC §8, learning rate 1e-3):
+Per minibatch, each part with its own Adam optimiser (Levy et al. 2018, §5.2, learning rate 1e-3):
 
 1. $z_0 \sim q_\psi(z \mid x)$; the ELBO updates the encoder ψ only;
 2. $z_j = K_\theta(z_{j-1} \mid x)$, $j = 1..J$; $\mathcal L(\theta) = \sum_{j=1}^{J}
@@ -53,7 +53,7 @@ def l2hmc_sampler_loss(
     $$\mathcal L(\theta) = \frac{1}{B} \sum_{b=1}^{B} \sum_{j=1}^{J}
     \ell_{\lambda_b}(z^b_{j-1}, z'^b_j, A^b_j)$$
 
-    (the released code trained on the last step only; SPEC §8 asks for all J). Differentiate with
+    (the released code trained on the last step only; the paper, §5.2, asks for all J). Differentiate with
     respect to ``sampler``; the decoder only defines the targets.
 
     Args:
@@ -89,7 +89,7 @@ class DGLMOptimizers(NamedTuple):
 
 
 def make_optimizers(learning_rate: float = 1e-3, max_grad_norm: float = 5.0) -> DGLMOptimizers:
-    """Adam for each part (SPEC §8: 1e-3); the sampler's gradients are clipped at global norm 5.
+    """Adam for each part (paper §5.2: 1e-3); the sampler's gradients are clipped at global norm 5.
 
     A sampler step whose gradient is not finite is skipped (``optax.apply_if_finite``).
     """

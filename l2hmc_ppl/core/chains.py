@@ -17,7 +17,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from l2hmc_ppl.core.kernel import L2HMCInfo, L2HMCState, build_kernel, init
+from l2hmc_ppl._checks import check_positive_int, is_traced
+from l2hmc_ppl.core.kernel import L2HMCInfo, L2HMCState, build_kernel, check_scalar_logdensity, init
 
 __all__ = ["init_chains", "num_chains", "run_chains", "spread_position", "tempered", "untempered"]
 
@@ -58,7 +59,8 @@ def init_chains(
                 f"{name} must be floating-point arrays, got dtype {jnp.result_type(leaf)}; "
                 "cast them with jnp.asarray(x, float)"
             )
-    if any(_is_traced(leaf) for leaf in jax.tree_util.tree_leaves(positions)):
+    check_scalar_logdensity(logdensity_fn, jax.tree_util.tree_map(lambda leaf: leaf[0], positions))
+    if is_traced(positions):
         return jax.vmap(init, (0, None))(positions, logdensity_fn)  # checked at run time
     logdensity, grad, finite = _values_and_gradients(logdensity_fn, positions)
     finite = np.asarray(finite)
@@ -81,7 +83,7 @@ def _values_and_gradients(logdensity_fn, positions):
 
 
 def tempered(state: L2HMCState, temperature) -> L2HMCState:
-    """The state of the same position under the tempered target p^{1/T}."""
+    """The state of the same position under the tempered target $p^{1/T}$."""
     return L2HMCState(
         state.position,
         state.logdensity / temperature,
@@ -90,7 +92,7 @@ def tempered(state: L2HMCState, temperature) -> L2HMCState:
 
 
 def untempered(state: L2HMCState, temperature) -> L2HMCState:
-    """The inverse of [`tempered`][l2hmc_ppl.core.chains.tempered]."""
+    """The inverse of [`tempered`][l2hmc_ppl.core.tempered]."""
     return tempered(state, 1.0 / temperature)
 
 
@@ -124,7 +126,7 @@ def run_chains(
         dynamics: the dynamics every chain uses.
         states: the batch of chain states (leading chain axis).
         num_steps: transitions.
-        kernel: the transition kernel; default ``build_kernel()``.
+        kernel: the transition kernel; default ``build_kernel()`` ([`build_kernel`][l2hmc_ppl.build_kernel]).
 
     Returns:
         ``(final_states, positions, infos)`` with positions and infos of shape
@@ -132,7 +134,18 @@ def run_chains(
         to compile it.
     """
     kernel = build_kernel() if kernel is None else kernel
+    if not is_traced(num_steps):
+        num_steps = check_positive_int("num_steps", num_steps)
+    if not isinstance(states, L2HMCState):
+        raise TypeError(
+            f"states must be an L2HMCState batch (init_chains(positions, f)), got {type(states).__name__}"
+        )
     size = num_chains(states.position, "states")
+    if jnp.ndim(states.logdensity) != 1:
+        raise ValueError(
+            "states must be a batch of chains (a leading chain axis): build them with init_chains, "
+            f"not init; got a log density of shape {jnp.shape(states.logdensity)}"
+        )
 
     def one_step(states, key):
         keys = jax.random.split(key, size)
@@ -141,7 +154,3 @@ def run_chains(
 
     states, (positions, infos) = jax.lax.scan(one_step, states, jax.random.split(rng_key, num_steps))
     return states, positions, infos
-
-
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)

@@ -1,16 +1,16 @@
-"""The L2HMC transition kernel, BlackJAX-style: ``init`` and ``build_kernel``.
+r"""The L2HMC transition kernel, BlackJAX-style: ``init`` and ``build_kernel``.
 
-One transition (SPEC §1): draw v ~ N(0, I) and a direction d uniform on {−1, +1}; run the learned
-leapfrog in direction d (an invertible map L_θ with log|det J|); flip d, so that the proposal F L_θ is
-an involution; accept with
+One transition (Levy et al. 2018, §3): draw v ~ N(0, I) and a direction d uniform on {−1, +1}; run
+the learned leapfrog in direction d (an invertible map L_θ with log|det J|); flip d, so that the
+proposal F L_θ is an involution; accept with
 
-    A = min(1, exp(log p(x') − ½|v'|² − log p(x) + ½|v|² + log|det J|)),
+$$A = \min\bigl(1,\ \exp(\log p(x') - \tfrac12 |v'|^2 - \log p(x) + \tfrac12 |v|^2 + \log|\det J|)\bigr),$$
 
 treating a non-finite value as A = 0. v and d are resampled every transition, so the chain state is
 the position with its cached log density and gradient.
 
 This module is pure JAX (no numpyro or blackjax import); the adapters live in
-:mod:`l2hmc_ppl.numpyro` and :mod:`l2hmc_ppl.blackjax`.
+[`l2hmc_ppl.numpyro`][l2hmc_ppl.numpyro] and [`l2hmc_ppl.blackjax`][l2hmc_ppl.blackjax].
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
+from l2hmc_ppl._checks import check_dynamics, check_positive_float, is_traced
 from l2hmc_ppl.core.leapfrog import LeapfrogResult, learned_leapfrog
 from l2hmc_ppl.core.proposal import metropolis_accept
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
@@ -36,9 +37,9 @@ __all__ = ["Integrator", "L2HMCInfo", "L2HMCProposal", "L2HMCState", "build_kern
 
 ArrayTree = Any
 
-#: The signature of [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog]: ``(dynamics, logdensity_fn,
-#: position, momentum, logdensity, logdensity_grad, direction, aux, step_size) -> LeapfrogResult``.
 Integrator = Callable[..., LeapfrogResult]
+"""The signature of [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog]: ``(dynamics, logdensity_fn,
+position, momentum, logdensity, logdensity_grad, direction, aux, step_size) -> LeapfrogResult``."""
 
 
 class L2HMCState(NamedTuple):
@@ -120,14 +121,15 @@ def init(position: ArrayTree, logdensity_fn: Callable[[ArrayTree], ArrayLike]) -
         ValueError (at run time, also under ``jit``): if log p or its gradient is not finite there.
     """
     leaves = jax.tree_util.tree_leaves(position)
-    if not leaves:
-        raise ValueError("the initial position is empty")
+    if not leaves or sum(jnp.size(leaf) for leaf in leaves) == 0:
+        raise ValueError(f"the initial position is empty (no coordinates), got {position!r}")
     for leaf in leaves:
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
             raise TypeError(
                 f"positions must be floating-point arrays, got dtype {jnp.result_type(leaf)}; "
                 "cast the initial position with jnp.asarray(x, float)"
             )
+    check_scalar_logdensity(logdensity_fn, position)
     logdensity, logdensity_grad = jax.value_and_grad(logdensity_fn)(position)
     flat_grad, _ = ravel_pytree(logdensity_grad)
     logdensity = eqx.error_if(
@@ -141,6 +143,19 @@ def init(position: ArrayTree, logdensity_fn: Callable[[ArrayTree], ArrayLike]) -
         "the gradient of the log density is not finite at the initial position",
     )
     return L2HMCState(position, logdensity, logdensity_grad)
+
+
+def check_scalar_logdensity(logdensity_fn: Callable, position: ArrayTree) -> None:
+    """Raise a clear error unless ``logdensity_fn(position)`` is one real number (shape-only check)."""
+    if not callable(logdensity_fn):
+        raise TypeError(f"logdensity_fn must be callable, got {type(logdensity_fn).__name__}")
+    value = jax.eval_shape(logdensity_fn, position)
+    if not (hasattr(value, "shape") and value.shape == () and jnp.issubdtype(value.dtype, jnp.floating)):
+        shape = getattr(value, "shape", type(value).__name__)
+        raise ValueError(
+            f"logdensity_fn must return one real number (log p of one position), got {shape}; "
+            "sum the terms of the log density, and give a batch of chains to init_chains or jax.vmap"
+        )
 
 
 def propose(
@@ -159,6 +174,7 @@ def propose(
     ε·u with u ~ U(1 − j, 1) for the dynamics' jitter j, drawn independently of the state, so each
     transition is an exact kernel and their mixture is too.
     """
+    check_dynamics("dynamics", dynamics)
     flat_position, unravel = ravel_pytree(state.position)
     flat_grad, _ = ravel_pytree(state.logdensity_grad)
     if flat_position.ndim != 1 or flat_position.shape[0] != dynamics.dim:
@@ -234,6 +250,10 @@ def build_kernel(integrator: Integrator = learned_leapfrog, divergence_threshold
         >>> kernel = jax.jit(build_kernel(), static_argnums=2)
         >>> state, info = kernel(rng_key, state, logdensity_fn, dynamics)
     """
+    if not callable(integrator):
+        raise TypeError(f"integrator must be callable (e.g. learned_leapfrog), got {integrator!r}")
+    if not is_traced(divergence_threshold):  # the BlackJAX adapter passes it as a traced argument
+        divergence_threshold = check_positive_float("divergence_threshold", divergence_threshold)
 
     def kernel(
         rng_key: PRNGKeyArray,

@@ -26,9 +26,10 @@ halves together move every coordinate once by ε v'.
 Non-finite values: a trajectory that reaches a point where the log density or its gradient is not
 finite (outside the support, an overflow) stops there. Its last finite state is kept, the result is
 flagged (``is_finite=False``, so the kernel rejects it), and no non-finite number reaches the
-backward pass: the gradient of the target is evaluated through `finite_value_and_grad`, whose
-derivative is zero where its value is not finite. One proposal that runs into a NaN region
-therefore cannot poison the training gradient of the others.
+backward pass: the gradient of the target is evaluated through
+[`finite_value_and_grad`][l2hmc_ppl.core.finite_value_and_grad], whose derivative is zero where its
+value is not finite. One proposal that runs into a NaN region therefore cannot poison the training
+gradient of the others.
 
 References:
     D. Levy, M. D. Hoffman, J. Sohl-Dickstein. *Generalizing Hamiltonian Monte Carlo with Neural
@@ -233,13 +234,15 @@ def hmc_leapfrog(
     direction,
     aux: Float[Array, " aux"] | None = None,
     step_size: Float[Array, ""] | None = None,
+    num_steps: int | Array | None = None,
 ) -> LeapfrogResult:
     """The HMC limit of [`learned_leapfrog`][l2hmc_ppl.learned_leapfrog] without evaluating the networks.
 
     M velocity-Verlet steps of size d·ε (identity mass in the coordinates it is given): exactly
     what `learned_leapfrog` computes when S = Q = T = 0 (up to floating-point rounding), at a
     fraction of the cost. The warm start runs it; the networks and ``aux`` are ignored. Same
-    signature and non-finite rule.
+    signature and non-finite rule, plus ``num_steps``: M, which may be a traced integer (then the
+    steps run in a loop of that many iterations, not differentiable; default the dynamics' M).
     """
     del aux
     dtype = position.dtype
@@ -265,7 +268,12 @@ def hmc_leapfrog(
         jnp.zeros((), dtype),
         jnp.asarray(True),
     )
-    (x, v, logdensity, grad, log_det, ok), _ = jax.lax.scan(
-        one_step, initial, None, length=dynamics.num_leapfrog_steps
-    )
+    if num_steps is None:
+        (x, v, logdensity, grad, log_det, ok), _ = jax.lax.scan(
+            one_step, initial, None, length=dynamics.num_leapfrog_steps
+        )
+    else:
+        x, v, logdensity, grad, log_det, ok = jax.lax.fori_loop(
+            0, num_steps, lambda _, carry: one_step(carry, None)[0], initial
+        )
     return LeapfrogResult(x, v, logdensity, grad, log_det, ok)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from l2hmc_ppl._checks import check_key, check_nonnegative_int, check_positive_int, is_traced
 from l2hmc_ppl.dynamics.networks import L2HMCNetwork
 
 __all__ = [
@@ -48,10 +49,10 @@ __all__ = [
     "time_encoding",
 ]
 
-#: M of the dynamics that the adapters build (chosen on the development suite, docs/benchmarks.md).
 DEFAULT_NUM_LEAPFROG_STEPS = 10
-#: Step-size jitter of the dynamics that the adapters build (chosen on the development suite).
+"""M of the dynamics that the adapters build (chosen on the development suite, docs/benchmarks.md)."""
 DEFAULT_STEP_SIZE_JITTER = 0.5
+"""Step-size jitter of the dynamics that the adapters build (chosen on the development suite)."""
 
 
 def default_hidden_size(dim: int) -> int:
@@ -66,7 +67,7 @@ def draw_masks(rng_key: PRNGKeyArray, num_leapfrog_steps: int, dim: int) -> Bool
     """Draw one binary mask per leapfrog step, each with exactly ⌊dim/2⌋ ones.
 
     For ``dim == 1`` the mask is all zeros, so the single coordinate is updated in the second
-    position sub-update and the first one is the identity (SPEC §1).
+    position sub-update and the first one is the identity.
     """
     keys = jax.random.split(rng_key, num_leapfrog_steps)
     num_ones = dim // 2
@@ -130,25 +131,15 @@ class L2HMCDynamics(eqx.Module):
         key: PRNGKeyArray,
         dtype=None,
     ):
-        for name, value, low in (
-            ("dim", dim, 1),
-            ("num_leapfrog_steps", num_leapfrog_steps, 1),
-            ("hidden_size", hidden_size, 1),
-            ("num_hidden_layers", num_hidden_layers, 0),
-        ):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-                kind = "positive" if low else "non-negative"
-                raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
-        if aux_size is not None and not (
-            isinstance(aux_size, int) and not isinstance(aux_size, bool) and aux_size >= 1
-        ):
-            raise ValueError(f"aux_size must be None or a positive integer, got {aux_size!r}")
+        dim = check_positive_int("dim", dim)
+        num_leapfrog_steps = check_positive_int("num_leapfrog_steps", num_leapfrog_steps)
+        hidden_size = check_positive_int("hidden_size", hidden_size)
+        num_hidden_layers = check_nonnegative_int("num_hidden_layers", num_hidden_layers)
+        if aux_size is not None:
+            aux_size = check_positive_int("aux_size", aux_size)
         _check_step_size(step_size)
         _check_step_size_jitter(step_size_jitter)
-        if not (
-            isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-        ) and not (isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)):
-            raise TypeError(f"key must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+        check_key("key", key)
         dtype = jnp.result_type(float) if dtype is None else dtype
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}")
@@ -199,7 +190,11 @@ class L2HMCDynamics(eqx.Module):
     # ----------------------------------------------------------------------------------------
     # Copies with some parts replaced
     def as_hmc_limit(self) -> L2HMCDynamics:
-        """The same dynamics with S = Q = T = 0: exactly leapfrog HMC with step size ε and M steps."""
+        """The same dynamics with S = Q = T = 0: exactly leapfrog HMC, M steps of size ε.
+
+        The step-size jitter and the preconditioner are kept: the steps are jittered like the
+        dynamics' own, and the preconditioner is HMC's metric (inverse mass matrix L Lᵀ).
+        """
         return eqx.tree_at(
             lambda d: (d.position_net, d.momentum_net),
             self,
@@ -222,7 +217,17 @@ class L2HMCDynamics(eqx.Module):
         """A copy with the step-size jitter j replaced (0 for the paper's fixed ε)."""
         _check_step_size_jitter(step_size_jitter)
         new = jnp.asarray(step_size_jitter, self.log_step_size.dtype)
+        if isinstance(new, jax.core.Tracer):
+            new = eqx.error_if(new, ~((new >= 0) & (new < 1)), "step_size_jitter must be in [0, 1)")
         return eqx.tree_at(lambda d: d.step_size_jitter, self, new)
+
+    def with_num_leapfrog_steps(self, num_leapfrog_steps: int, *, key: PRNGKeyArray) -> L2HMCDynamics:
+        """A copy with M replaced: new masks (drawn from ``key``), the same networks, ε and metric."""
+        num_leapfrog_steps = check_positive_int("num_leapfrog_steps", num_leapfrog_steps)
+        check_key("key", key)
+        new = eqx.tree_at(lambda d: d.masks, self, draw_masks(key, num_leapfrog_steps, self.dim))
+        object.__setattr__(new, "num_leapfrog_steps", num_leapfrog_steps)  # a static field: not a leaf
+        return new
 
     def with_preconditioner(self, loc, scale) -> L2HMCDynamics:
         """A copy whose learned leapfrog runs in coordinates z with x = loc + L z.
@@ -245,11 +250,16 @@ class L2HMCDynamics(eqx.Module):
         if scale.ndim == 2:
             scale = jnp.tril(scale)
         diag = scale if scale.ndim == 1 else jnp.diag(scale)
-        if not isinstance(loc, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(loc))):
+        if is_traced((loc, scale)):  # checked when the program runs
+            loc = eqx.error_if(loc, ~jnp.all(jnp.isfinite(loc)), "preconditioner loc must be finite")
+            scale = eqx.error_if(
+                scale,
+                ~(jnp.all(jnp.isfinite(scale)) & jnp.all(diag > 0)),
+                "preconditioner scale must be finite with a positive diagonal",
+            )
+        elif not bool(jnp.all(jnp.isfinite(loc))):
             raise ValueError(f"preconditioner loc must be finite, got {loc}")
-        if not isinstance(scale, jax.core.Tracer) and not (
-            bool(jnp.all(jnp.isfinite(scale))) and bool(jnp.all(diag > 0))
-        ):
+        elif not (bool(jnp.all(jnp.isfinite(scale))) and bool(jnp.all(diag > 0))):
             raise ValueError("preconditioner scale must be finite with a positive diagonal")
         return eqx.tree_at(lambda d: (d.preconditioner_loc, d.preconditioner_scale), self, (loc, scale))
 
@@ -288,26 +298,47 @@ class L2HMCDynamics(eqx.Module):
         return self.preconditioner_scale * gradient
 
     def unwhiten_gradient(self, whitened_gradient: Float[Array, " dim"]) -> Float[Array, " dim"]:
-        """∇_x = L⁻ᵀ ∇_z, the inverse of :meth:`whiten_gradient`."""
+        """∇_x = L⁻ᵀ ∇_z: the inverse of
+        [`whiten_gradient`][l2hmc_ppl.L2HMCDynamics.whiten_gradient]."""
         if self.dense_preconditioner:
             return jsl.solve_triangular(self.preconditioner_scale.T, whitened_gradient, lower=False)
         return whitened_gradient / self.preconditioner_scale
 
 
+def _scalar_value(name: str, value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 def _check_step_size_jitter(step_size_jitter) -> None:
     if isinstance(step_size_jitter, jax.core.Tracer):
-        return
-    value = float(step_size_jitter)
-    if not 0.0 <= value < 1.0:
+        return  # a traced value: checked at run time by the caller
+    if not 0.0 <= _scalar_value("step_size_jitter", step_size_jitter) < 1.0:
         raise ValueError(f"step_size_jitter must be in [0, 1), got {step_size_jitter!r}")
 
 
 def _check_step_size(step_size) -> None:
     if isinstance(step_size, jax.core.Tracer):
-        return  # a traced value (inside jit/scan): cannot be checked here
-    value = float(step_size)
+        return  # a traced value: checked at run time by the caller
+    value = _scalar_value("step_size", step_size)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+
+
+def check_dynamics_options(
+    num_leapfrog_steps: int | None, hidden_size: int | None, step_size: float, step_size_jitter: float | None
+) -> None:
+    """Check the options of [`default_dynamics`][l2hmc_ppl.default_dynamics] without building anything
+    (the adapters take them at construction and build the dynamics later, once the dimension is known)."""
+    if num_leapfrog_steps is not None:
+        check_positive_int("num_leapfrog_steps", num_leapfrog_steps)
+    if hidden_size is not None:
+        check_positive_int("hidden_size", hidden_size)
+    _check_step_size(step_size)
+    if step_size_jitter is not None:
+        _check_step_size_jitter(step_size_jitter)
 
 
 def default_dynamics(
@@ -328,12 +359,17 @@ def default_dynamics(
     HMC until trained (the warm start tunes its ε and preconditioner). Any argument overrides its
     default.
     """
-    return L2HMCDynamics(
-        dim,
+    options = dict(
         num_leapfrog_steps=DEFAULT_NUM_LEAPFROG_STEPS if num_leapfrog_steps is None else num_leapfrog_steps,
         hidden_size=default_hidden_size(dim) if hidden_size is None else hidden_size,
         step_size=step_size,
         step_size_jitter=DEFAULT_STEP_SIZE_JITTER if step_size_jitter is None else step_size_jitter,
-        key=key,
-        dtype=dtype,
-    ).as_hmc_limit()
+        dtype=jnp.result_type(float) if dtype is None else jnp.dtype(dtype),
+    )
+    return _build_hmc_limit(dim, key, tuple(sorted(options.items())))
+
+
+@eqx.filter_jit
+def _build_hmc_limit(dim, key, options):
+    # One compiled program instead of a dozen eager initialisations (a few seconds of compiling).
+    return L2HMCDynamics(dim, key=key, **dict(options)).as_hmc_limit()

@@ -1,11 +1,12 @@
-"""The scale / transformation / translation network of L2HMC (SPEC §4).
+r"""The scale / transformation / translation network of L2HMC (Levy et al. 2018, Appendix).
 
 One network maps a pair of state inputs (for the momentum network: the position and the gradient of
 the potential; for the position network: the masked position and the momentum), the time encoding
 τ(t) and optionally an auxiliary input (a conditioning vector, e.g. an image encoding) to the three
 functions
 
-    S = exp(λ_s) ⊙ tanh(W_s h + b_s),   Q = exp(λ_q) ⊙ tanh(W_q h + b_q),   T = W_t h + b_t,
+$$S = e^{\lambda_s} \odot \tanh(W_s h + b_s), \qquad Q = e^{\lambda_q} \odot \tanh(W_q h + b_q), \qquad
+T = W_t h + b_t,$$
 
 where ``h`` is a shared trunk: each input gets its own linear embedding, the embeddings are summed and
 passed through ReLU, then through ``num_hidden_layers`` further ReLU layers.

@@ -1,8 +1,8 @@
 """Checkpoints of a training run: the whole [`TrainState`][l2hmc_ppl.TrainState], written atomically.
 
-A checkpoint file holds one line of JSON (format, version, the iteration) followed by the leaves
-of the state in Equinox's serialisation, written with
-[`atomic_write`][l2hmc_ppl.training.serialisation.atomic_write], so an interrupted or failed
+A checkpoint file holds one line of JSON (format, version, the iteration, and the dynamics' M and
+preconditioner kind) followed by the leaves of the state in Equinox's serialisation, written with
+[`atomic_write`][l2hmc_ppl.training.atomic_write], so an interrupted or failed
 write never leaves a truncated file at the path. Loading needs a state of the same structure
 (``like``): the training that wrote it, rebuilt from the same inputs, provides one.
 """
@@ -20,7 +20,7 @@ import jax
 from l2hmc_ppl.training.serialisation import atomic_write
 from l2hmc_ppl.training.step import TrainState
 
-__all__ = ["load_train_state", "save_train_state"]
+__all__ = ["load_train_state", "read_checkpoint_header", "save_train_state"]
 
 _MAGIC = "l2hmc_ppl.train_state"
 _FORMAT_VERSION = 1
@@ -37,13 +37,44 @@ def save_train_state(path: str | os.PathLike, state: TrainState) -> None:
         raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
     key = state.rng_key
     storable = state._replace(rng_key=jax.random.key_data(key) if _is_typed_key(key) else key)
-    header = {"format": _MAGIC, "format_version": _FORMAT_VERSION, "step": int(state.step)}
+    header = {
+        "format": _MAGIC,
+        "format_version": _FORMAT_VERSION,
+        "step": int(state.step),
+        # what a training must know to rebuild the state's structure before reading it
+        "num_leapfrog_steps": state.dynamics.num_leapfrog_steps,
+        "dense_preconditioner": state.dynamics.dense_preconditioner,
+    }
 
     def write(file):
         file.write((json.dumps(header) + "\n").encode())
         eqx.tree_serialise_leaves(file, storable)
 
     atomic_write(path, write)
+
+
+def read_checkpoint_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a checkpoint (format, iteration, the dynamics' M and metric kind).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a checkpoint, or another format version.
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        line = file.readline(_MAX_HEADER_BYTES)
+    try:
+        header = json.loads(line.decode()) if line.endswith(b"\n") else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != _MAGIC:
+        raise ValueError(f"{path} is not an l2hmc_ppl training checkpoint (written by save_train_state)")
+    if header.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint format version {header.get('format_version')!r}, this l2hmc_ppl "
+            f"reads version {_FORMAT_VERSION}"
+        )
+    return header
 
 
 def load_train_state(path: str | os.PathLike, like: TrainState) -> TrainState:
@@ -56,22 +87,12 @@ def load_train_state(path: str | os.PathLike, like: TrainState) -> TrainState:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a checkpoint, a newer format, or a state of another structure.
+        ValueError: not a checkpoint, another format version, or a state of another structure.
     """
     path = Path(path)
+    read_checkpoint_header(path)
     data = path.read_bytes()
-    newline = data.find(b"\n", 0, _MAX_HEADER_BYTES)
-    try:
-        header = json.loads(data[:newline].decode()) if newline >= 0 else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        header = None
-    if not isinstance(header, dict) or header.get("format") != _MAGIC:
-        raise ValueError(f"{path} is not an l2hmc_ppl training checkpoint (written by save_train_state)")
-    if header.get("format_version") != _FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has checkpoint format version {header.get('format_version')!r}, this l2hmc_ppl "
-            f"reads version {_FORMAT_VERSION}"
-        )
+    newline = data.find(b"\n")
     typed_key = _is_typed_key(like.rng_key)
     template = like._replace(rng_key=jax.random.key_data(like.rng_key) if typed_key else like.rng_key)
     stream = io.BytesIO(data[newline + 1 :])

@@ -1,4 +1,4 @@
-"""`TrainConfig`: every option of training in one place.
+"""[`TrainConfig`][l2hmc_ppl.TrainConfig]: every option of training in one place.
 
 [`train`][l2hmc_ppl.train], the NumPyro kernel, the BlackJAX adaptation and the benchmarks all take
 their training options from one `TrainConfig`, so a default is changed (and documented) once.
@@ -11,17 +11,30 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import optax
 
-__all__ = ["OBJECTIVES", "TrainConfig", "build_optimizer"]
+from l2hmc_ppl._checks import (
+    check_nonnegative_float,
+    check_nonnegative_int,
+    check_positive_float,
+    check_positive_int,
+)
 
-#: The training objectives: ``"moments"`` (the default) and ``"paper"`` (Levy et al. 2018, Eq. 7–8).
-#: See [`objective_loss`][l2hmc_ppl.training.objective_loss].
+__all__ = ["DENSE_MASS_MAX_DIM", "OBJECTIVES", "TrainConfig", "build_optimizer"]
+
+DENSE_MASS_MAX_DIM = 200
+"""With ``dense_mass="auto"``, targets of up to this many coordinates get a dense preconditioner."""
+
 OBJECTIVES = ("moments", "paper")
+"""The training objectives: ``"moments"`` (the default,
+[`moments_loss`][l2hmc_ppl.training.moments_loss]) and ``"paper"`` ([`esjd_loss`][l2hmc_ppl.esjd_loss],
+Levy et al. 2018, §4, Eq. 7–8)."""
 
 # Consecutive non-finite updates that optax.apply_if_finite tolerates before it would apply one
 # anyway; never reached, because `train` stops far earlier (max_consecutive_failures).
@@ -46,7 +59,7 @@ class TrainConfig:
         burn_in_weight: λ_b, the weight of the loss on fresh draws from ``initial_distribution``.
         initial_distribution: q of the burn-in term, ``(rng_key, num) -> positions``; default
             N(0, I) on the flattened position.
-        temperature_schedule: ``step -> T``; training then sees p^{1/T} (e.g.
+        temperature_schedule: ``step -> T``; training then sees $p^{1/T}$ (e.g.
             [`exponential_annealing`][l2hmc_ppl.exponential_annealing]). Default T = 1.
         learning_rate: Adam's initial learning rate (when ``optimizer`` is not given).
         learning_rate_warmup_steps: linear warm-up of the learning rate from 0 over these steps.
@@ -58,14 +71,20 @@ class TrainConfig:
         warm_start: first burn the chains in and tune HMC's step size and preconditioner
             ([`warm_start`][l2hmc_ppl.warm_start]), and start training from exactly that tuned
             HMC (zero heads). Turn it off for paper-faithful runs.
-        dense_mass: a dense (Cholesky) preconditioner from the warm start instead of a diagonal.
+        dense_mass: the warm start's preconditioner: ``True`` a dense (Cholesky) one, ``False`` a
+            diagonal one, ``"auto"`` (default) dense up to
+            [`DENSE_MASS_MAX_DIM`][l2hmc_ppl.training.config.DENSE_MASS_MAX_DIM] coordinates, which
+            removes the linear correlations of a posterior (the common case in regression models)
+            for the cost of a triangular solve per gradient.
         num_warm_start_steps: transitions of the warm start (at least 16).
+        adapt_num_leapfrog_steps: let the warm start choose M, the number of leapfrog steps, by the
+            per-gradient jump of the slowest coordinate and moment (see
+            [`warm_start`][l2hmc_ppl.warm_start]); the dynamics are rebuilt with that M.
         target_acceptance_rate: the warm start's step-size target, in (0, 1).
         keep_best: after training, score the trained sampler and the one training started from
-            on fresh proposals (the smaller of the two moments' expected jumps, which a flip cannot
-            game) and return the better with a warning (see
+            by the squared jump of their slowest coordinate and moment (which a flip cannot game)
+            and return the better, with a warning when that is the starting one (see
             [`select_dynamics`][l2hmc_ppl.training.select_dynamics]).
-        num_selection_rounds: proposals per chain for that score.
         chunk_size: iterations per compiled chunk; the host is contacted once per chunk (progress
             bar, stop rule, checkpoint), never per iteration.
         max_consecutive_failures: after this many skipped updates in a row (no finite gradient),
@@ -89,11 +108,11 @@ class TrainConfig:
     optimizer: optax.GradientTransformation | None = None
     max_grad_norm: float | None = None
     warm_start: bool = True
-    dense_mass: bool = False
+    dense_mass: bool | Literal["auto"] = "auto"
     num_warm_start_steps: int = 400
+    adapt_num_leapfrog_steps: bool = True
     target_acceptance_rate: float = 0.75
     keep_best: bool = True
-    num_selection_rounds: int = 8
     chunk_size: int = 100
     max_consecutive_failures: int = 100
     progress_bar: bool = True
@@ -111,19 +130,19 @@ class TrainConfig:
                 object.__setattr__(self, "loss_scale", values)
             else:
                 object.__setattr__(self, "loss_scale", _plain_float(self.loss_scale))
-        _check_positive_int("num_steps", self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         scales = self.loss_scale if isinstance(self.loss_scale, tuple) else (self.loss_scale,)
         for scale in scales:
             if scale is not None:
-                _check_positive_float("loss_scale", scale)
+                check_positive_float("loss_scale", scale)
         if isinstance(self.loss_scale, tuple) and self.objective != "paper":
             raise ValueError("a per-coordinate loss_scale needs objective='paper'")
-        _check_nonnegative_float("burn_in_weight", self.burn_in_weight)
-        _check_positive_float("learning_rate", self.learning_rate)
-        _check_nonnegative_int("learning_rate_warmup_steps", self.learning_rate_warmup_steps)
-        _check_positive_int("decay_steps", self.decay_steps)
+        check_nonnegative_float("burn_in_weight", self.burn_in_weight)
+        check_positive_float("learning_rate", self.learning_rate)
+        check_nonnegative_int("learning_rate_warmup_steps", self.learning_rate_warmup_steps)
+        check_positive_int("decay_steps", self.decay_steps)
         if not (_is_number(self.decay_rate) and 0 < self.decay_rate <= 1):
             raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate!r}")
         if self.optimizer is not None and not isinstance(self.optimizer, optax.GradientTransformation):
@@ -131,11 +150,13 @@ class TrainConfig:
                 f"optimizer must be an optax.GradientTransformation, got {type(self.optimizer).__name__}"
             )
         if self.max_grad_norm is not None:
-            _check_positive_float("max_grad_norm", self.max_grad_norm)
-        for name in ("warm_start", "dense_mass", "keep_best", "progress_bar"):
+            check_positive_float("max_grad_norm", self.max_grad_norm)
+        if self.dense_mass not in (True, False, "auto"):
+            raise ValueError(f"dense_mass must be True, False or 'auto', got {self.dense_mass!r}")
+        for name in ("warm_start", "keep_best", "progress_bar", "adapt_num_leapfrog_steps"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        _check_positive_int("num_warm_start_steps", self.num_warm_start_steps)
+        check_positive_int("num_warm_start_steps", self.num_warm_start_steps)
         if self.warm_start and self.num_warm_start_steps < 16:
             raise ValueError(f"num_warm_start_steps must be at least 16, got {self.num_warm_start_steps}")
         if not (_is_number(self.target_acceptance_rate) and 0 < self.target_acceptance_rate < 1):
@@ -143,10 +164,11 @@ class TrainConfig:
                 "target_acceptance_rate must be in (0, 1) (0.6-0.9 is usual), "
                 f"got {self.target_acceptance_rate!r}"
             )
-        _check_positive_int("num_selection_rounds", self.num_selection_rounds)
-        _check_positive_int("chunk_size", self.chunk_size)
-        _check_positive_int("max_consecutive_failures", self.max_consecutive_failures)
-        _check_positive_int("checkpoint_every", self.checkpoint_every)
+        check_positive_int("chunk_size", self.chunk_size)
+        check_positive_int("max_consecutive_failures", self.max_consecutive_failures)
+        check_positive_int("checkpoint_every", self.checkpoint_every)
+        if self.checkpoint_path is not None:
+            _check_checkpoint_path(self.checkpoint_path)
         for name in ("initial_distribution", "temperature_schedule"):
             value = getattr(self, name)
             if value is not None and not callable(value):
@@ -158,6 +180,10 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"unknown training option(s) {sorted(unknown)}; see TrainConfig")
         return dataclasses.replace(self, **changes)
+
+    def uses_dense_mass(self, dim: int) -> bool:
+        """Whether the warm start estimates a dense preconditioner for a ``dim``-dimensional target."""
+        return dim <= DENSE_MASS_MAX_DIM if self.dense_mass == "auto" else self.dense_mass
 
     @property
     def resolved_loss_scale(self) -> float | tuple[float, ...]:
@@ -213,25 +239,16 @@ def _plain_float(value):
         return value
 
 
+def _check_checkpoint_path(path) -> None:
+    # Checked here, not after the first chunk of a long training.
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(f"checkpoint_path must be None or a file path (str or os.PathLike), got {path!r}")
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint_path={os.fspath(path)!r}: its folder {str(folder)!r} does not exist")
+    if Path(path).expanduser().is_dir():
+        raise ValueError(f"checkpoint_path={os.fspath(path)!r} is a folder; give a file path")
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_nonnegative_int(name: str, value) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-
-
-def _check_positive_float(name: str, value) -> None:
-    if not (_is_number(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-
-
-def _check_nonnegative_float(name: str, value) -> None:
-    if not (_is_number(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")

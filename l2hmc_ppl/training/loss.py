@@ -94,9 +94,18 @@ def moments_loss(
 
 
 def moment_jumps(
-    whitened: Float[Array, "... dim"], proposed_whitened: Float[Array, "... dim"]
+    whitened: Float[Array, "... dim"],
+    proposed_whitened: Float[Array, "... dim"],
+    *,
+    per_coordinate: bool = False,
 ) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
-    """(δ₁, δ₂): the per-coordinate squared jumps of z and of z² (see the module docstring)."""
-    first = jnp.mean((proposed_whitened - whitened) ** 2, axis=-1)
-    second = 0.5 * jnp.mean((proposed_whitened**2 - whitened**2) ** 2, axis=-1)
-    return first, second
+    """(δ₁, δ₂): the squared jumps of z and of z² (see the module docstring).
+
+    Averaged over the coordinates, or, with ``per_coordinate``, one per coordinate (shape
+    ``(..., dim)``: (z'ᵢ − zᵢ)² and ½(z'ᵢ² − zᵢ²)²).
+    """
+    first = (proposed_whitened - whitened) ** 2
+    second = 0.5 * (proposed_whitened**2 - whitened**2) ** 2
+    if per_coordinate:
+        return first, second
+    return jnp.mean(first, axis=-1), jnp.mean(second, axis=-1)

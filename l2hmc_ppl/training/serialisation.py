@@ -6,31 +6,33 @@ A dynamics file holds two parts:
    l2hmc_ppl that wrote it, and the hyperparameters that fix the architecture: ``dim``,
    ``num_leapfrog_steps``, ``hidden_size``, ``num_hidden_layers``, ``aux_size``,
    ``dense_preconditioner`` and ``dtype``.
-2. Every array of the :class:`~l2hmc_ppl.L2HMCDynamics` in Equinox's leaf serialisation
-   (:func:`equinox.tree_serialise_leaves`): one ``.npy`` record (a short header giving dtype and
+2. Every array of the [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] in Equinox's leaf serialisation
+   (``equinox.tree_serialise_leaves``): one ``.npy`` record (a short header giving dtype and
    shape, then the raw bytes) per array, in pytree order.
 
-:func:`save` checks the dynamics before writing anything (a single ``L2HMCDynamics``, not a batch
-of them, whose arrays have the shapes and dtypes its hyperparameters imply) and writes atomically
-(:func:`atomic_write`): the file at ``path`` is either the old file or the complete new one, never a
-truncated mix, even if the process dies or the disk fills up during the write.
+[`save`][l2hmc_ppl.save] checks the dynamics before writing anything (a single ``L2HMCDynamics``,
+not a batch of them, whose arrays have the shapes and dtypes its hyperparameters imply) and writes
+atomically ([`atomic_write`][l2hmc_ppl.training.atomic_write]): the file at ``path`` is either the
+old file or the complete new one, never a truncated mix, even if the process dies or the disk fills
+up during the write.
 
-:func:`load` treats the file as untrusted input and checks, before it allocates any weights:
+[`load`][l2hmc_ppl.load] treats the file as untrusted input and checks, before it allocates any
+weights:
 
 * the header: the format name and version (1 or 2; a version-1 file, written before the step-size
   jitter existed, loads with a jitter of 0), and every hyperparameter present, of the right type
   and in range;
 * the size: the shapes the header implies are computed without building them
-  (:func:`jax.eval_shape`), and their bytes must fit in the file and under ``MAX_WEIGHT_BYTES``;
+  (``jax.eval_shape``), and their bytes must fit in the file and under ``MAX_WEIGHT_BYTES``;
 * every ``.npy`` record header (shape, dtype, memory order) against the array it should hold,
   before that array's bytes are read; boolean data must be 0 or 1; nothing may follow the last record.
 
-So a file can make :func:`load` allocate at most about its own size. It never unpickles: records are
-parsed with numpy's ``.npy`` header reader and read with :func:`numpy.frombuffer` as the expected
-plain dtype (``numpy.load`` is not used). The round trip is bit-exact.
+So a file can make [`load`][l2hmc_ppl.load] allocate at most about its own size. It never
+unpickles: records are parsed with numpy's ``.npy`` header reader and read with
+``numpy.frombuffer`` as the expected plain dtype (``numpy.load`` is not used). The round trip is bit-exact.
 
-A damaged file raises :class:`ValueError` whose message starts with the path, except in two cases
-where :func:`load` returns dynamics of the saved architecture: damage confined to the bytes of
+A damaged file raises ``ValueError`` whose message starts with the path, except in two cases
+where [`load`][l2hmc_ppl.load] returns dynamics of the saved architecture: damage confined to the bytes of
 floating-point weights or of mask entries kept 0 or 1 (the weights differ: the format carries no
 checksum), or to bytes of the JSON line that do not change its meaning (whitespace, the library
 version; the weights are then exact).
@@ -38,12 +40,13 @@ version; the weights are then exact).
 Caps (module constants, read at each call):
 
 * ``MAX_HEADER_BYTES`` = 4096: length of the JSON line, newline included.
-* ``MAX_SIZE`` = 2**30: largest ``dim``, ``num_leapfrog_steps``, ``hidden_size`` and ``aux_size``
+* ``MAX_SIZE`` = ``2**30``: largest ``dim``, ``num_leapfrog_steps``, ``hidden_size`` and ``aux_size``
   (keeps every shape within 32-bit indexing).
 * ``MAX_HIDDEN_LAYERS`` = 32: largest ``num_hidden_layers`` (computing the shapes costs a few ms
   per layer).
-* ``MAX_WEIGHT_BYTES`` = 2**31 (2 GiB): total bytes of the arrays. :func:`save` refuses the same
-  hyperparameters that :func:`load` refuses, so that every saved file can be loaded.
+* ``MAX_WEIGHT_BYTES`` = ``2**31`` (2 GiB): total bytes of the arrays. [`save`][l2hmc_ppl.save]
+  refuses the same hyperparameters that [`load`][l2hmc_ppl.load] refuses, so that every saved file
+  can be loaded.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ __all__ = [
     "save",
 ]
 
-#: Bumped whenever the layout of the file or of :class:`L2HMCDynamics` changes. Version 2 added the
+#: Bumped whenever the layout of the file or of `L2HMCDynamics` changes. Version 2 added the
 #: step-size jitter; files of version 1 still load (with a jitter of 0, the kernel they were saved with).
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
@@ -291,7 +294,7 @@ def save(path: str | os.PathLike, dynamics: L2HMCDynamics) -> None:
     """Save ``dynamics`` (weights, masks, step size, preconditioner) to ``path``, atomically.
 
     Args:
-        path: the file; replaced in one step (see :func:`atomic_write`).
+        path: the file; replaced in one step (see [`atomic_write`][l2hmc_ppl.training.atomic_write]).
         dynamics: one ``L2HMCDynamics``. For batched dynamics (a leading axis on every array, e.g.
             one per chain) save one of them: ``jax.tree_util.tree_map(lambda x: x[i], dynamics)``.
 
@@ -416,7 +419,7 @@ def _read_record(file: BinaryIO, file_size: int, want) -> np.ndarray:
 
 
 def load(path: str | os.PathLike, like: L2HMCDynamics | None = None) -> L2HMCDynamics:
-    """Load dynamics saved by :func:`save`, checking the file before allocating anything.
+    """Load dynamics saved by [`save`][l2hmc_ppl.save], checking the file before allocating anything.
 
     Args:
         path: the file.

@@ -12,12 +12,12 @@ term):
 
 Robustness is composed from two pieces rather than written into the step. A proposal that meets
 a non-finite value is a rejection whose gradient is exactly zero (see
-[`finite_value_and_grad`][l2hmc_ppl.core.leapfrog.finite_value_and_grad]), so one bad chain never
+[`finite_value_and_grad`][l2hmc_ppl.core.finite_value_and_grad]), so one bad chain never
 stops the others from training, in a single gradient pass. And the optimizer is wrapped in
 ``optax.apply_if_finite``, which skips (and counts) any update that is still not finite, such as
 an iteration in which no proposal was usable.
 
-[`run_chunk`][l2hmc_ppl.training.step.run_chunk] scans ``chunk_size`` iterations. It is compiled
+[`run_chunk`][l2hmc_ppl.training.run_chunk] scans ``chunk_size`` iterations. It is compiled
 once per target, dynamics structure, options and shapes: the number of iterations is a traced
 argument (iterations past it are skipped), so training with another ``num_steps``, or a second
 training of the same target, reuses the compiled code.
@@ -44,7 +44,7 @@ from l2hmc_ppl.core.kernel import L2HMCProposal, L2HMCState, propose
 from l2hmc_ppl.core.proposal import metropolis_accept
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
 from l2hmc_ppl.training.config import TrainConfig, build_optimizer
-from l2hmc_ppl.training.loss import esjd_loss, moments_loss
+from l2hmc_ppl.training.loss import esjd_loss, moment_jumps, moments_loss
 
 __all__ = ["StepOptions", "TrainInfo", "TrainState", "init_train_state", "run_chunk", "step"]
 
@@ -76,16 +76,18 @@ class TrainState(NamedTuple):
 
 
 class TrainInfo(NamedTuple):
-    """What one iteration measured (stacked over iterations by `run_chunk`).
+    """What one iteration measured (stacked over iterations by [`run_chunk`][l2hmc_ppl.training.run_chunk]).
 
     Attributes:
         loss: the training loss L(θ).
         acceptance_rate: mean acceptance probability of the chains' proposals.
         squared_jump_distance: mean δ·A over the chains (the expected squared jump, raw units).
         step_size: ε after the update.
-        temperature: T of the target p^{1/T}.
+        temperature: T of the target $p^{1/T}$.
         skipped: whether the update was skipped (its gradient was not finite).
         num_nonfinite_samples: proposals that met a non-finite value (rejections).
+        moment_jumps: the proposals' mean accepted squared jumps per coordinate, of the whitened
+            position and of its square, shape ``(2, dim)`` (what the selection step scores).
     """
 
     loss: Float[Array, ""]
@@ -95,6 +97,7 @@ class TrainInfo(NamedTuple):
     temperature: Float[Array, ""]
     skipped: Bool[Array, ""]
     num_nonfinite_samples: Int[Array, ""]
+    moment_jumps: Float[Array, "2 dim"]
 
 
 class StepOptions(NamedTuple):
@@ -206,7 +209,8 @@ def step(
     Args:
         state: the training state.
         logdensity_fn: log p on one position.
-        options: the compiled-in options (``StepOptions.from_config(config)``).
+        options: the compiled-in options (``StepOptions.from_config(config)``, see
+            [`StepOptions`][l2hmc_ppl.training.StepOptions]).
         loss_scale: λ² (an array: traced, so changing it does not recompile).
         aux: conditioning input for dynamics built with ``aux_size``.
 
@@ -253,15 +257,26 @@ def step(
         temperature=temperature,
         skipped=~applied,
         num_nonfinite_samples=jnp.sum(~usable).astype(jnp.int32),
+        moment_jumps=_accepted_moment_jumps(proposals).astype(dtype),
     )
     return TrainState(dynamics, opt_state, chains, state.step + 1, key), info
 
 
+def _accepted_moment_jumps(proposals: L2HMCProposal) -> Float[Array, "2 dim"]:
+    """Mean over the chains of the per-coordinate squared jumps, each weighted by its acceptance."""
+    first, second = moment_jumps(proposals.initial_whitened, proposals.proposed_whitened, per_coordinate=True)
+    accept = proposals.acceptance_probability[:, None]
+    return jnp.stack([jnp.mean(first * accept, axis=0), jnp.mean(second * accept, axis=0)])
+
+
 def _skipped_info(state: TrainState) -> TrainInfo:
     """The record of an iteration past ``num_steps`` (the tail of the last chunk)."""
-    zero = jnp.zeros((), state.dynamics.log_step_size.dtype)
+    dtype = state.dynamics.log_step_size.dtype
+    zero = jnp.zeros((), dtype)
+    no_jumps = jnp.full((2, state.dynamics.dim), jnp.nan, dtype)
+    skipped = jnp.asarray(False)
     return TrainInfo(
-        zero, zero, zero, state.dynamics.step_size, zero, jnp.asarray(False), jnp.zeros((), jnp.int32)
+        zero, zero, zero, state.dynamics.step_size, zero, skipped, jnp.zeros((), jnp.int32), no_jumps
     )
 
 

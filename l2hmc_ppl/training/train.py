@@ -2,7 +2,7 @@
 
 1. the chains are initialised and (by default) burned in and used to tune HMC
    ([`warm_start`][l2hmc_ppl.warm_start]);
-2. [`run_chunk`][l2hmc_ppl.training.step.run_chunk] runs ``chunk_size`` iterations at a time, compiled
+2. [`run_chunk`][l2hmc_ppl.training.run_chunk] runs ``chunk_size`` iterations at a time, compiled
    once; between chunks the host updates the progress bar, applies the stop rule and writes
    checkpoints;
 3. [`select_dynamics`][l2hmc_ppl.training.select_dynamics] keeps the trained sampler only if it mixes
@@ -31,10 +31,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
+from l2hmc_ppl._checks import check_key, check_positive_float, check_positive_int, is_traced
 from l2hmc_ppl.core.chains import init_chains, num_chains
 from l2hmc_ppl.core.kernel import L2HMCState
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
-from l2hmc_ppl.training.checkpoint import load_train_state, save_train_state
+from l2hmc_ppl.training.checkpoint import load_train_state, read_checkpoint_header, save_train_state
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.progress import progress_bar
 from l2hmc_ppl.training.selection import SelectionInfo, select_dynamics
@@ -48,21 +49,26 @@ ArrayTree = Any
 
 
 class TrainingHistory(NamedTuple):
-    """Per-iteration diagnostics of one `train` call and what it ended with.
+    """Per-iteration diagnostics of one [`train`][l2hmc_ppl.train] call and what it ended with.
 
     Attributes:
         loss: the training loss L(θ), one entry per iteration run by this call.
         acceptance_rate: mean acceptance probability of the chains' proposals.
         squared_jump_distance: mean δ·A over the chains (the expected squared jump distance).
         step_size: ε after the iteration's update.
-        temperature: T used for the target p^{1/T}.
+        temperature: T used for the target $p^{1/T}$.
         skipped: whether the update was skipped (its gradient was not finite).
         num_nonfinite_samples: proposals that met a non-finite value.
-        final_state: the persistent chains after training (batched ``L2HMCState``).
-        warm_start: what the warm start measured, or ``None`` when it did not run.
-        selection: the scores of the selection step, or ``None`` without ``keep_best``.
+        moment_jumps: per iteration, the proposals' mean accepted squared jumps per coordinate of
+            the whitened position and of its square, shape ``(num_steps, 2, dim)``.
+        final_state: the persistent chains after training (a batched
+            [`L2HMCState`][l2hmc_ppl.L2HMCState]).
+        warm_start: what the warm start measured ([`WarmStartInfo`][l2hmc_ppl.training.WarmStartInfo]),
+            or ``None`` when it did not run.
+        selection: the scores of the selection step
+            ([`SelectionInfo`][l2hmc_ppl.training.SelectionInfo]), or ``None`` without ``keep_best``.
         train_state: the final [`TrainState`][l2hmc_ppl.TrainState] (the trained dynamics before
-            selection): pass it to `train` to continue training.
+            selection): pass it to [`train`][l2hmc_ppl.train] to continue training.
         stop_reason: ``"completed"``, ``"interrupted"`` (Ctrl-C) or ``"failures"`` (too many
             skipped updates in a row).
     """
@@ -74,6 +80,7 @@ class TrainingHistory(NamedTuple):
     temperature: Float[Array, " num_steps"]
     skipped: Bool[Array, " num_steps"]
     num_nonfinite_samples: Array
+    moment_jumps: Float[Array, "num_steps 2 dim"]
     final_state: L2HMCState
     warm_start: WarmStartInfo | None
     selection: SelectionInfo | None
@@ -109,13 +116,18 @@ def exponential_annealing(
 ) -> Callable[[Array], Array]:
     """Temperature schedule T(step) = max(final, initial · decay_rate^⌊step / decay_steps⌋).
 
-    Used for multimodal targets (Levy et al. 2018, §5): training sees p^{1/T}, which starts flat
+    Used for multimodal targets (Levy et al. 2018, §5): training sees $p^{1/T}$, which starts flat
     enough for the chains to cross between modes; evaluation is at T = 1. Equal arguments return
     an equal schedule, so the compiled training step is reused.
     """
-    if not (initial >= final > 0 and 0 < decay_rate <= 1 and decay_steps >= 1):
-        raise ValueError("need initial >= final > 0, 0 < decay_rate <= 1 and decay_steps >= 1")
-    return _ExponentialAnnealing(float(initial), float(final), float(decay_rate), int(decay_steps))
+    final = check_positive_float("final", final)
+    initial = check_positive_float("initial", initial)
+    decay_steps = check_positive_int("decay_steps", decay_steps)
+    if initial < final:
+        raise ValueError(f"initial must be at least final (the schedule cools down), got {initial} < {final}")
+    if not 0 < check_positive_float("decay_rate", decay_rate) <= 1:
+        raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate!r}")
+    return _ExponentialAnnealing(initial, final, float(decay_rate), decay_steps)
 
 
 class _ExponentialAnnealing(NamedTuple):
@@ -128,18 +140,20 @@ class _ExponentialAnnealing(NamedTuple):
         return jnp.maximum(self.final, self.initial * self.decay_rate ** jnp.floor(step / self.decay_steps))
 
 
-def _is_traced(tree) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
-
-
 def _check_positions(dynamics: L2HMCDynamics, initial_positions) -> None:
     num_chains(initial_positions, "initial_positions")
     example = jax.tree_util.tree_map(lambda leaf: leaf[0], initial_positions)
-    size = ravel_pytree(example)[0].shape[0]
-    if size != dynamics.dim:
+    flat = ravel_pytree(example)[0]
+    if flat.shape[0] != dynamics.dim:
         raise ValueError(
-            f"initial_positions have {size} coordinates per chain (flattened), but the dynamics were "
-            f"built for dim={dynamics.dim}"
+            f"initial_positions have {flat.shape[0]} coordinates per chain (flattened), but the dynamics "
+            f"were built for dim={dynamics.dim}"
+        )
+    dtype = dynamics.log_step_size.dtype
+    if jnp.issubdtype(flat.dtype, jnp.floating) and flat.dtype != dtype:
+        raise ValueError(
+            f"initial_positions are {flat.dtype} but the dynamics are {dtype}: build the dynamics with "
+            f"dtype={flat.dtype} or cast the positions with jnp.asarray(positions, {dtype})"
         )
 
 
@@ -187,20 +201,25 @@ def _initial_state(rng_key, logdensity_fn, dynamics, initial_positions, config, 
             dynamics,
             chains,
             num_steps=config.num_warm_start_steps,
-            dense_mass=config.dense_mass,
+            dense_mass=config.uses_dense_mass(dynamics.dim),
             target_acceptance_rate=config.target_acceptance_rate,
-            progress_bar=config.progress_bar and not _is_traced(chains),
+            adapt_num_leapfrog_steps=config.adapt_num_leapfrog_steps,
+            progress_bar=config.progress_bar and not is_traced(chains),
         )
     return init_train_state(key_train, dynamics, chains, options.optimizer), warm_info
 
 
 def _resumed_state(path, rng_key, dynamics, initial_positions, logdensity_fn, config, options) -> TrainState:
     """The checkpoint at ``path``, read into the structure this training would have."""
+    header = read_checkpoint_header(path)
     template_dynamics = dynamics.as_hmc_limit() if config.warm_start else dynamics
-    if config.warm_start and config.dense_mass and not template_dynamics.dense_preconditioner:
+    if header.get("dense_preconditioner") and not template_dynamics.dense_preconditioner:
         template_dynamics = template_dynamics.with_preconditioner(
             jnp.zeros(dynamics.dim), jnp.eye(dynamics.dim)
         )
+    steps = header.get("num_leapfrog_steps")
+    if isinstance(steps, int) and steps >= 1 and steps != template_dynamics.num_leapfrog_steps:
+        template_dynamics = template_dynamics.with_num_leapfrog_steps(steps, key=jax.random.key(0))
     _check_positions(dynamics, initial_positions)
     chains = jax.eval_shape(lambda p: init_chains(p, logdensity_fn), initial_positions)
     like = jax.eval_shape(
@@ -251,13 +270,16 @@ def train(
     """
     if not callable(logdensity_fn):
         raise TypeError(f"logdensity_fn must be callable, got {type(logdensity_fn).__name__}")
+    check_key("rng_key", rng_key)
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig (or None), got {type(config).__name__}")
     config = (config or TrainConfig()).replace(**options) if options else (config or TrainConfig())
     step_options = StepOptions.from_config(config)
     warm_info = None
     if isinstance(dynamics, TrainState):
         if initial_positions is not None or resume_from is not None:
             raise ValueError("continuing from a TrainState takes neither initial_positions nor resume_from")
-        if _is_traced(dynamics.step):
+        if is_traced(dynamics.step):
             raise TypeError("continuing training from a TrainState cannot run under jax.jit/vmap/pmap")
         state = dynamics
     elif resume_from is not None:
@@ -270,29 +292,22 @@ def train(
         )
     loss_scale = _loss_scale(config, state.dynamics)
     initial_dynamics = state.dynamics
-    traced = _is_traced(state)
+    traced = is_traced(state)
     start = 0 if traced and not isinstance(dynamics, TrainState) else int(state.step)
     state, infos, stop_reason = _run(
         state, logdensity_fn, step_options, loss_scale, aux, config, start, traced
     )
 
-    trained, selection = state.dynamics, None
-    if config.keep_best:
-        temperature = (
-            1.0 if config.temperature_schedule is None else config.temperature_schedule(config.num_steps)
-        )
-        trained, selection = select_dynamics(
-            jax.random.fold_in(state.rng_key, 1),
-            logdensity_fn,
-            trained,
-            initial_dynamics,
-            state.chains,
-            aux=aux,
-            temperature=temperature,
-            num_rounds=config.num_selection_rounds,
-        )
     concatenate = jnp.concatenate if traced else np.concatenate
     per_iteration = [concatenate(values) for values in zip(*infos, strict=True)] if infos else None
+    trained, selection = state.dynamics, None
+    if config.keep_best and per_iteration is not None:
+        jumps = per_iteration[TrainInfo._fields.index("moment_jumps")]
+        window = max(1, jumps.shape[0] // 10)  # the last tenth of the iterations
+        trained_jumps = jnp.mean(jnp.asarray(jumps[-window:]), axis=0)
+        # the starting dynamics: the warm start's tuned HMC, else this call's first proposals
+        initial_jumps = warm_info.moment_jumps if warm_info is not None else jnp.asarray(jumps[0])
+        trained, selection = select_dynamics(trained, initial_dynamics, trained_jumps, initial_jumps)
     history = TrainingHistory(
         *(per_iteration or [np.zeros((0,))] * len(TrainInfo._fields)),
         final_state=state.chains,
@@ -363,6 +378,14 @@ def _report(history: TrainingHistory, config: TrainConfig, start: int) -> None:
             f"{config.max_consecutive_failures} consecutive updates had no finite gradient. Try a lower "
             "learning rate, gradient clipping (max_grad_norm) or initial positions inside the target's "
             "support.",
+            stacklevel=3,
+        )
+    elif done and (final_acceptance := float(np.mean(history.acceptance_rate[-max(1, done // 10) :]))) < 0.01:
+        warnings.warn(
+            "L2HMC training: the chains' proposals were almost never accepted (mean acceptance "
+            f"{final_acceptance:.2g} over the last tenth of the iterations), so the sampler cannot have "
+            "learned to move. Check the target (its scale, its support) and use the warm start, which "
+            "tunes the step size first.",
             stacklevel=3,
         )
     elif done and history.num_skipped * 2 > done:

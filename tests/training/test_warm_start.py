@@ -116,3 +116,33 @@ def test_a_warm_start_too_short_to_arrive_warns():
     chains = l2hmc_ppl.init_chains(300.0 + jax.random.normal(jax.random.key(1), (32, 10)), logdensity_fn)
     with pytest.warns(UserWarning, match="did not settle|still rising at the end of the warm start"):
         l2hmc_ppl.warm_start(jax.random.key(2), logdensity_fn, dynamics, chains, num_steps=16)
+
+
+def test_the_trajectory_length_is_chosen_per_gradient():
+    """After whitening, a 1-d Gaussian is best sampled by one leapfrog step (ε near √2 gives nearly
+    independent draws); a strongly correlated Gaussian with a diagonal metric needs long trajectories."""
+
+    def standard_normal(x):
+        return -0.5 * jnp.sum(x**2)
+
+    covariance = jnp.array([[1.0, 0.995], [0.995, 1.0]])
+    precision = jnp.linalg.inv(covariance)
+
+    def correlated(x):
+        return -0.5 * x @ precision @ x
+
+    chosen = {}
+    for name, logdensity_fn, dim in (("normal", standard_normal, 1), ("correlated", correlated, 2)):
+        dynamics = l2hmc_ppl.default_dynamics(dim, key=jax.random.key(0))
+        chains = l2hmc_ppl.init_chains(jax.random.normal(jax.random.key(1), (64, dim)), logdensity_fn)
+        adapted, _, info = l2hmc_ppl.warm_start(
+            jax.random.key(2), logdensity_fn, dynamics, chains, num_steps=320, dense_mass=False
+        )
+        assert adapted.num_leapfrog_steps == info.num_leapfrog_steps == adapted.masks.shape[0]
+        assert info.trajectory_scores.shape == (len(warm_start_module_candidates()),)
+        chosen[name] = adapted.num_leapfrog_steps
+    assert chosen["normal"] == 1 and chosen["correlated"] >= 8, chosen
+
+
+def warm_start_module_candidates():
+    return importlib.import_module("l2hmc_ppl.training.warm_start").TRAJECTORY_CANDIDATES

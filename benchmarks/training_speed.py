@@ -1,0 +1,163 @@
+"""Training speed: what compiling costs, how fast training runs, and NumPyro warm-up against NUTS.
+
+In one process (so that every figure is measured under the same load):
+
+1. ``train`` on the paper's 2-d strongly correlated Gaussian (SCG), 200 chains, M = 10, three calls:
+   the first (compiles), a second with the same target, shapes and settings, and a third with
+   another ``num_steps``. For each: wall seconds and the seconds JAX spent tracing, lowering and
+   compiling (``jax.monitoring`` events), and the number of XLA compilations. Goals: the second and
+   third calls compile less than 5% of the first.
+2. Training iterations per second: a fourth call, already compiled, timed without its warm start.
+3. ``MCMC(L2HMCKernel(model)).warmup`` against ``MCMC(NUTS(model)).warmup`` on German credit
+   (logistic regression, 25 coefficients), 4 chains, sequential, ``--num-warmup`` iterations each,
+   NUTS first: wall seconds, and their ratio (goal: L2HMC ≤ 2× NUTS).
+
+JAX's persistent compilation cache is on by default (``--compilation-cache``): a second run of this
+script then compiles (almost) nothing, which is what a user sees; measure the cold figures with
+``--compilation-cache ''``.
+
+    python benchmarks/training_speed.py --compilation-cache '' --output training_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the helpers are `benchmarks._...`
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--train-steps", type=int, default=500, help="training iterations of each SCG call")
+    parser.add_argument("--train-chains", type=int, default=200, help="persistent training chains (SCG)")
+    parser.add_argument("--num-warmup", type=int, default=1000, help="NumPyro warm-up iterations per chain")
+    parser.add_argument("--num-chains", type=int, default=4, help="NumPyro chains (run sequentially)")
+    parser.add_argument(
+        "--parts", nargs="+", default=["train", "numpyro"], choices=["train", "numpyro"], help="what to run"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="German credit folder (default: $L2HMC_PPL_GERMAN_CREDIT, else ../shared/data/german_credit)",
+    )
+    parser.add_argument(
+        "--compilation-cache",
+        default=None,
+        metavar="DIR",
+        help="JAX's persistent compilation cache (default: ~/.cache/l2hmc_ppl/jax); '' turns it off",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of all the random keys")
+    parser.add_argument("--output", default=None, help="write the figures as JSON here")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import jax  # noqa: E402
+
+import l2hmc_ppl  # noqa: E402
+from benchmarks._common import Stopwatch, german_credit_dir, log, machine_info, write_json  # noqa: E402
+
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+_num_compiles = 0
+
+
+def _count_compiles(event: str, duration: float, **_) -> None:
+    global _num_compiles
+    if event == _BACKEND_COMPILE:
+        _num_compiles += 1
+
+
+def timed_train(rng_key, target, dynamics, positions, config) -> dict:
+    """One ``train`` call: wall and compile seconds, XLA compilations, and its history."""
+    compiles_before = _num_compiles
+    with Stopwatch() as timing:
+        trained, history = l2hmc_ppl.train(rng_key, target.logdensity_fn, dynamics, positions, config)
+        jax.block_until_ready(trained)
+    return {**timing.as_dict(), "compilations": _num_compiles - compiles_before, "history": history}
+
+
+def measure_training(args) -> dict:
+    from l2hmc_ppl.targets import scg
+
+    target = scg()
+    keys = jax.random.split(jax.random.key(args.seed), 6)
+    positions = target.sample(keys[0], args.train_chains)
+    config = l2hmc_ppl.TrainConfig(num_steps=args.train_steps, progress_bar=False)
+    results = {}
+    calls = [
+        ("first call", config),
+        ("second call, same settings", config),
+        ("third call, another num_steps", config.replace(num_steps=args.train_steps // 2)),
+    ]
+    for (name, call_config), key in zip(calls, keys[1:4], strict=True):
+        dynamics = l2hmc_ppl.L2HMCDynamics(target.dim, num_leapfrog_steps=10, key=key)
+        result = timed_train(key, target, dynamics, positions, call_config)
+        result.pop("history")
+        results[name] = result
+        log(f"train, {name}: {result['wall']:.1f} s wall, {result['compile']:.1f} s compiling "
+            f"({result['compilations']} XLA compilations)")  # fmt: skip
+    first = results["first call"]["compile"]
+    for name in ("second call, same settings", "third call, another num_steps"):
+        results[name]["compile_fraction_of_first"] = results[name]["compile"] / first
+    # Iterations per second of the compiled training loop alone: no warm start, no selection.
+    loop_config = config.replace(warm_start=False, keep_best=False)
+    dynamics = l2hmc_ppl.L2HMCDynamics(target.dim, num_leapfrog_steps=10, key=keys[4])
+    timed_train(keys[4], target, dynamics, positions, loop_config)  # compiles the loop without warm start
+    loop = timed_train(keys[5], target, dynamics, positions, loop_config)
+    results["iterations_per_second"] = args.train_steps / loop["wall"]
+    log(f"training loop: {results['iterations_per_second']:.1f} iterations/s "
+        f"({args.train_chains} chains, M = 10)")  # fmt: skip
+    return results
+
+
+def measure_numpyro(args) -> dict:
+    from numpyro.infer import MCMC, NUTS
+
+    from benchmarks.suite_targets import get_target
+    from l2hmc_ppl.numpyro import L2HMCKernel
+
+    folder = german_credit_dir(args.data_dir)
+    target = get_target("german_credit", folder.parent)
+    results = {}
+    for name, kernel in (("nuts", NUTS(target.model)), ("l2hmc", L2HMCKernel(target.model))):
+        mcmc = MCMC(
+            kernel,
+            num_warmup=args.num_warmup,
+            num_samples=args.num_warmup,
+            num_chains=args.num_chains,
+            chain_method="sequential",
+            progress_bar=False,
+        )
+        with Stopwatch() as timing:
+            mcmc.warmup(jax.random.key(args.seed), *target.model_args, **target.model_kwargs)
+            jax.block_until_ready(mcmc.post_warmup_state)
+        results[name] = timing.as_dict()
+        log(f"NumPyro warm-up, {name}: {timing.wall:.1f} s wall, {timing.compile:.1f} s compiling")
+    results["l2hmc_over_nuts"] = results["l2hmc"]["wall"] / results["nuts"]["wall"]
+    log(f"L2HMCKernel warm-up / NUTS warm-up: {results['l2hmc_over_nuts']:.2f}x (goal: <= 2x)")
+    return results
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.compilation_cache != "":
+        l2hmc_ppl.enable_compilation_cache(args.compilation_cache)
+    jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+    record = {"machine": machine_info(), "arguments": vars(args)}
+    if "train" in args.parts:
+        record["train"] = measure_training(args)
+    if "numpyro" in args.parts:
+        record["numpyro"] = measure_numpyro(args)
+    if args.output:
+        write_json(args.output, record)
+    return record
+
+
+if __name__ == "__main__":
+    main()
