@@ -6,9 +6,9 @@ logistic regression (25 coefficients, reference moments in ``../shared/data/germ
 the non-centred eight schools (10 unconstrained coordinates, a HalfCauchy scale). Samplers:
 
 - ``nuts``: ``NUTS(model)`` with its defaults (step-size and diagonal mass-matrix adaptation);
-- ``l2hmc``: ``L2HMCKernel(model)`` with its defaults (per chain: warm start, then ``num_warmup``
-  iterations of Algorithm 1 on 64 particles, then ``num_warmup`` burn-in transitions; sampling with
-  a ±50% step-size jitter);
+- ``l2hmc``: ``L2HMCKernel(model)`` with its defaults (one training shared by the chains: warm
+  start, then ``num_warmup`` iterations of Algorithm 1 on the particles, then the selection; every
+  chain starts at its own trained particle; sampling with the default step-size jitter);
 - ``l2hmc-fixed-step``: the trained dynamics of chain 0 of ``l2hmc``, sampled with
   ``step_size_jitter=0`` (the paper's fixed-ε kernel); its warmup is only burn-in;
 - ``l2hmc-hmc-limit``: the same dynamics with zeroed networks, i.e. HMC with the warm start's ε and

@@ -16,7 +16,13 @@ JAX's persistent compilation cache is on by default (``--compilation-cache``): a
 script then compiles (almost) nothing, which is what a user sees; measure the cold figures with
 ``--compilation-cache ''``.
 
-    python benchmarks/training_speed.py --compilation-cache '' --output training_speed.json
+``--baseline-checkout DIR`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old
+a02d7f2``, the engine before ``TrainState``) also times the first and second SCG ``train`` call of
+that engine, in a subprocess started by this run, right after this engine's calls, so that both
+are measured under the same load (its keyword API: ``train(..., num_steps=N)``).
+
+    python benchmarks/training_speed.py --compilation-cache '' --baseline-checkout /tmp/old \
+        --output training_speed.json
 """
 
 from __future__ import annotations
@@ -50,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="JAX's persistent compilation cache (default: ~/.cache/l2hmc_ppl/jax); '' turns it off",
     )
+    parser.add_argument(
+        "--baseline-checkout",
+        default=None,
+        metavar="DIR",
+        help="a checkout of the engine before TrainState (keyword train API): also time its SCG calls",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of all the random keys")
     parser.add_argument("--output", default=None, help="write the figures as JSON here")
     return parser
@@ -57,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     build_parser().parse_args()  # answer --help (and reject bad options) before the slow imports below
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
 
 import jax  # noqa: E402
 
@@ -116,6 +131,50 @@ def measure_training(args) -> dict:
     return results
 
 
+# Runs in a fresh interpreter with the baseline checkout first on sys.path; prints one JSON line.
+_BASELINE_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import jax
+import l2hmc_ppl
+from l2hmc_ppl.targets import scg
+assert l2hmc_ppl.__file__.startswith(sys.argv[1]), l2hmc_ppl.__file__
+events = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+          "/jax/core/compile/backend_compile_duration")
+compile_seconds = [0.0]
+def listen(event, duration, **_):
+    if event in events:
+        compile_seconds[0] += duration
+jax.monitoring.register_event_duration_secs_listener(listen)
+num_steps, num_chains, seed = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+target = scg()
+keys = jax.random.split(jax.random.key(seed), 6)
+positions = target.sample(keys[0], num_chains)
+out = {}
+for name, key in (("first call", keys[1]), ("second call, same settings", keys[2])):
+    dynamics = l2hmc_ppl.L2HMCDynamics(target.dim, num_leapfrog_steps=10, key=key)
+    before, start = compile_seconds[0], time.perf_counter()
+    trained, _ = l2hmc_ppl.train(key, target.logdensity_fn, dynamics, positions, num_steps=num_steps,
+                                 progress_bar=False)
+    jax.block_until_ready(trained)
+    out[name] = {"wall": time.perf_counter() - start, "compile": compile_seconds[0] - before}
+print(json.dumps(out))
+"""
+
+
+def measure_baseline(args) -> dict:
+    """The first and second SCG ``train`` calls of the engine in ``--baseline-checkout``."""
+    command = [sys.executable, "-c", _BASELINE_SCRIPT, str(Path(args.baseline_checkout).resolve()),
+               str(args.train_steps), str(args.train_chains), str(args.seed)]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"the baseline run failed:\n{completed.stderr[-3000:]}")
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        log(f"baseline train, {name}: {result['wall']:.1f} s wall, {result['compile']:.1f} s compiling")
+    return results
+
+
 def measure_numpyro(args) -> dict:
     from numpyro.infer import MCMC, NUTS
 
@@ -152,6 +211,12 @@ def main(argv=None) -> dict:
     record = {"machine": machine_info(), "arguments": vars(args)}
     if "train" in args.parts:
         record["train"] = measure_training(args)
+        if args.baseline_checkout:
+            baseline = measure_baseline(args)
+            record["baseline_train"] = baseline
+            ratio = record["train"]["first call"]["compile"] / baseline["first call"]["compile"]
+            record["train"]["first_call_compile_over_baseline"] = ratio
+            log(f"first-call compile, this engine / baseline: {ratio:.2f} (goal: <= 0.5)")
     if "numpyro" in args.parts:
         record["numpyro"] = measure_numpyro(args)
     if args.output:

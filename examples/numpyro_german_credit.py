@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--compilation-cache",
         default=None,
         metavar="DIR",
-        help="JAX's persistent compilation cache, so that a second run reuses the compiled programs "
-        "(default: ~/.cache/l2hmc_ppl/jax); '' turns it off",
+        help="folder of JAX's persistent compilation cache, so that a second run reuses the compiled "
+        "programs; if not given, $XDG_CACHE_HOME/l2hmc_ppl/jax or ~/.cache/l2hmc_ppl/jax; '' turns it off",
     )
     return parser
 

@@ -78,12 +78,15 @@ def check_key(name: str, value) -> None:
         raise TypeError(f"{name} must be a JAX PRNG key (jax.random.key(seed)), got {value!r}")
 
 
-def check_dynamics(name: str, value) -> None:
-    """An [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] (or a subclass)."""
+def check_dynamics(name: str, value, *, optional: bool = False) -> None:
+    """An [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] (or a subclass); also None if ``optional``."""
     from l2hmc_ppl.dynamics import L2HMCDynamics  # the dynamics import this module
 
+    if optional and value is None:
+        return
     if not isinstance(value, L2HMCDynamics):
+        expected = "an L2HMCDynamics or None" if optional else "an L2HMCDynamics"
         raise TypeError(
-            f"{name} must be an L2HMCDynamics (e.g. l2hmc_ppl.default_dynamics(dim, key=...)), "
+            f"{name} must be {expected} (e.g. l2hmc_ppl.default_dynamics(dim, key=...)), "
             f"got {type(value).__name__}"
         )

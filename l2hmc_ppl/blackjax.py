@@ -247,8 +247,7 @@ def l2hmc_adaptation(
     if not callable(logdensity_fn):
         raise TypeError(f"logdensity_fn must be callable, got {type(logdensity_fn).__name__}")
     num_particles = check_positive_int("num_particles", num_particles)
-    if dynamics is not None:
-        check_dynamics("dynamics", dynamics)
+    check_dynamics("dynamics", dynamics, optional=True)
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     particle_spread = check_nonnegative_float("particle_spread", particle_spread)

@@ -167,11 +167,12 @@ class L2HMCKernel(MCMCKernel):
     unconstrained space and mapped back by ``postprocess_fn``) or ``potential_fn`` (U(z) = −log p(z)
     on a pytree z; then ``init_params`` must be given to `MCMC.run`).
 
-    During warmup the sampler trains (see the module docstring): inside ``init`` each chain builds
-    its dynamics and runs [`train`][l2hmc_ppl.train] on ``num_particles`` particles (burn-in and HMC
-    tuning, Algorithm 1, selection); the ``num_warmup`` iterations then burn the chain in (first
-    half with the HMC limit of the dynamics, second half with the trained dynamics); sampling uses
-    the trained, frozen dynamics.
+    The sampler trains inside ``init`` (see the module docstring), once for all chains: it builds
+    the dynamics and runs [`train`][l2hmc_ppl.train] on ``num_particles`` particles (burn-in and
+    HMC tuning, Algorithm 1, selection); every chain then starts at its own trained particle, and
+    sampling uses the trained, frozen dynamics. With ``dynamics=`` given nothing is trained and the
+    ``num_warmup`` iterations burn each chain in (first half with the HMC limit of the dynamics,
+    second half with the dynamics themselves).
 
     Args:
         model: a NumPyro model (mutually exclusive with ``potential_fn``).
@@ -184,7 +185,7 @@ class L2HMCKernel(MCMCKernel):
             is replaced by ``num_training_steps`` (default ``num_warmup``) and, unless set here or
             in ``train_options``, its ``num_warm_start_steps`` by ``min(400, max(16, num_warmup))``.
         num_training_steps: iterations of Algorithm 1; default ``num_warmup``. 0 skips training.
-        num_particles: size of the training batch of persistent particles (per chain).
+        num_particles: size of the training batch of persistent particles (shared by the chains).
         num_leapfrog_steps: M of new dynamics (default
             [`DEFAULT_NUM_LEAPFROG_STEPS`][l2hmc_ppl.dynamics.DEFAULT_NUM_LEAPFROG_STEPS]).
         hidden_size: width of new dynamics' networks (default
@@ -439,6 +440,8 @@ class L2HMCKernel(MCMCKernel):
         state["_potential_fn_gen"] = None
         state["_postprocess_fn_gen"] = None
         state["_logdensity_cache"] = {}
+        # Keyed by those closures; a resumed run starts from the chain states, which hold the dynamics.
+        state["_trained"] = {}
         return state
 
     # ----------------------------------------------------------------------------------------

@@ -308,3 +308,14 @@ def test_site_builds_and_every_formula_renders(tmp_path):
     assert formulas > 100  # how-it-works.md alone has dozens
     assert not (site / "hooks").exists() and not (site / "javascripts").exists()
     shutil.rmtree(site)
+
+
+def test_every_test_named_in_the_error_table_exists():
+    """docs/errors.md promises a test per row: each `tests/...py::name` it cites must be defined."""
+    table = (REPO / "docs" / "errors.md").read_text()
+    cited = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", table))
+    assert len(cited) > 50
+    missing = [
+        f"{path}::{name}" for path, name in sorted(cited) if f"def {name}(" not in (REPO / path).read_text()
+    ]
+    assert not missing, f"docs/errors.md cites tests that do not exist: {missing}"

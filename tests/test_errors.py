@@ -410,7 +410,7 @@ def test_a_model_without_any_sample_site_gets_a_clear_error():
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_l2hmc_step_refuses_a_position_of_the_wrong_dimension(jit):
     sampler = l2hmc(gaussian, _dynamics())
-    state = sampler.init(jnp.zeros(3))
+    state = l2hmc(gaussian, _dynamics(3)).init(jnp.zeros(3))  # `init` itself refuses a wrong dimension
     step = jax.jit(sampler.step) if jit else sampler.step
     with pytest.raises(ValueError, match="the position has 3 coordinates .*built for dim=2"):
         step(jax.random.key(0), state)
@@ -427,7 +427,7 @@ def test_l2hmc_init_refuses_a_non_finite_position():
         pytest.param(
             dict(dynamics="trained"),
             TypeError,
-            "dynamics must be an L2HMCDynamics or None, got str",
+            r"dynamics must be an L2HMCDynamics or None \(e.g. .*\), got str",
             id="dynamics",
         ),
         pytest.param(
@@ -436,13 +436,13 @@ def test_l2hmc_init_refuses_a_non_finite_position():
         pytest.param(
             dict(particle_spread=-1.0),
             ValueError,
-            "particle_spread must be a non-negative number, got -1.0",
+            "particle_spread must be a non-negative finite number, got -1.0",
             id="spread",
         ),
         pytest.param(
             dict(particle_spread=float("nan")),
             ValueError,
-            "particle_spread must be a non-negative number, got nan",
+            "particle_spread must be a non-negative finite number, got nan",
             id="spread-nan",
         ),
         pytest.param(
@@ -571,6 +571,8 @@ def test_run_chains_refuses_one_chain_without_a_chain_axis_and_a_bad_num_steps()
     dynamics = _dynamics(2)
     with pytest.raises(ValueError, match="states must be a batch of chains"):
         l2hmc_ppl.run_chains(jax.random.key(0), gaussian, dynamics, l2hmc_ppl.init(jnp.zeros(2), gaussian), 5)
+    with pytest.raises(TypeError, match="states must be a batch of chain states with a position"):
+        l2hmc_ppl.run_chains(jax.random.key(0), gaussian, dynamics, jnp.zeros((3, 2)), 5)
     chains = l2hmc_ppl.init_chains(jnp.zeros((3, 2)), gaussian)
     with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
         l2hmc_ppl.run_chains(jax.random.key(0), gaussian, dynamics, chains, 0)

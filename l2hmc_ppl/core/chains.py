@@ -136,9 +136,11 @@ def run_chains(
     kernel = build_kernel() if kernel is None else kernel
     if not is_traced(num_steps):
         num_steps = check_positive_int("num_steps", num_steps)
-    if not isinstance(states, L2HMCState):
+    # Any kernel's state with a position and its log density (L2HMCState, BlackJAX's HMCState).
+    if not (hasattr(states, "position") and hasattr(states, "logdensity")):
         raise TypeError(
-            f"states must be an L2HMCState batch (init_chains(positions, f)), got {type(states).__name__}"
+            "states must be a batch of chain states with a position and a logdensity "
+            f"(e.g. init_chains(positions, f)), got {type(states).__name__}"
         )
     size = num_chains(states.position, "states")
     if jnp.ndim(states.logdensity) != 1:

@@ -136,7 +136,10 @@ class L2HMCDynamics(eqx.Module):
         hidden_size = check_positive_int("hidden_size", hidden_size)
         num_hidden_layers = check_nonnegative_int("num_hidden_layers", num_hidden_layers)
         if aux_size is not None:
-            aux_size = check_positive_int("aux_size", aux_size)
+            try:
+                aux_size = check_positive_int("aux_size", aux_size)
+            except ValueError:
+                raise ValueError(f"aux_size must be None or a positive integer, got {aux_size!r}") from None
         _check_step_size(step_size)
         _check_step_size_jitter(step_size_jitter)
         check_key("key", key)

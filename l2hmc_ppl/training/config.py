@@ -76,7 +76,7 @@ class TrainConfig:
             [`DENSE_MASS_MAX_DIM`][l2hmc_ppl.training.config.DENSE_MASS_MAX_DIM] coordinates, which
             removes the linear correlations of a posterior (the common case in regression models)
             for the cost of a triangular solve per gradient.
-        num_warm_start_steps: transitions of the warm start (at least 16).
+        num_warm_start_steps: transitions of the warm start (at least 16; M is chosen from 64 on).
         adapt_num_leapfrog_steps: let the warm start choose M, the number of leapfrog steps, by the
             per-gradient jump of the slowest coordinate and moment (see
             [`warm_start`][l2hmc_ppl.warm_start]); the dynamics are rebuilt with that M.

@@ -304,7 +304,8 @@ def train(
     if config.keep_best and per_iteration is not None:
         jumps = per_iteration[TrainInfo._fields.index("moment_jumps")]
         window = max(1, jumps.shape[0] // 10)  # the last tenth of the iterations
-        trained_jumps = jnp.mean(jnp.asarray(jumps[-window:]), axis=0)
+        # NumPy on the host: a jnp.mean would compile afresh for every window length (num_steps)
+        trained_jumps = jnp.mean(jumps[-window:], axis=0) if traced else np.mean(jumps[-window:], axis=0)
         # the starting dynamics: the warm start's tuned HMC, else this call's first proposals
         initial_jumps = warm_info.moment_jumps if warm_info is not None else jnp.asarray(jumps[0])
         trained, selection = select_dynamics(trained, initial_dynamics, trained_jumps, initial_jumps)
@@ -380,21 +381,24 @@ def _report(history: TrainingHistory, config: TrainConfig, start: int) -> None:
             "support.",
             stacklevel=3,
         )
-    elif done and (final_acceptance := float(np.mean(history.acceptance_rate[-max(1, done // 10) :]))) < 0.01:
-        warnings.warn(
-            "L2HMC training: the chains' proposals were almost never accepted (mean acceptance "
-            f"{final_acceptance:.2g} over the last tenth of the iterations), so the sampler cannot have "
-            "learned to move. Check the target (its scale, its support) and use the warm start, which "
-            "tunes the step size first.",
-            stacklevel=3,
-        )
-    elif done and history.num_skipped * 2 > done:
-        warnings.warn(
-            f"L2HMC training skipped {history.num_skipped} of {done} updates because their gradient was "
-            "not finite, so it learned little. Try a lower learning rate, gradient clipping "
-            "(max_grad_norm) or a larger loss_scale.",
-            stacklevel=3,
-        )
+    elif done:
+        # Both can hold at once (a target that overflows): each says something the other does not.
+        final_acceptance = float(np.mean(history.acceptance_rate[-max(1, done // 10) :]))
+        if final_acceptance < 0.01:
+            warnings.warn(
+                "L2HMC training: the chains' proposals were almost never accepted (mean acceptance "
+                f"{final_acceptance:.2g} over the last tenth of the iterations), so the sampler cannot "
+                "have learned to move. Check the target (its scale, its support) and use the warm start, "
+                "which tunes the step size first.",
+                stacklevel=3,
+            )
+        if history.num_skipped * 2 > done:
+            warnings.warn(
+                f"L2HMC training skipped {history.num_skipped} of {done} updates because their gradient "
+                "was not finite, so it learned little. Try a lower learning rate, gradient clipping "
+                "(max_grad_norm) or a larger loss_scale.",
+                stacklevel=3,
+            )
     if history.selection is not None and bool(history.selection.kept_initial):
         warnings.warn(
             "the trained L2HMC sampler mixes worse than the tuned HMC it started from (smaller of the "

@@ -81,6 +81,9 @@ _NUM_BLOCKS = sum(length for _, length in SCHEDULE)
 
 #: The numbers of leapfrog steps the trajectory-length phase compares.
 TRAJECTORY_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+#: Transitions per block below which M is not chosen: a comparison on fewer is noise, and dual
+#: averaging, restarted for every candidate, has no time to bring ε back after its first step.
+MIN_TRAJECTORY_BLOCK_LENGTH = 4
 #: z-score of the chains' mean rise in log density over the last window above which the warm start
 #: warns that they are still climbing towards the posterior.
 ARRIVAL_Z = 4.5
@@ -313,13 +316,16 @@ def warm_start(
             (so it is exactly the tuned HMC), the adapted ε and the preconditioner.
         chains: batched chain states (leading chain axis), e.g. from
             [`init_chains`][l2hmc_ppl.init_chains].
-        num_steps: transitions of all chains (at least 16; rounded down to a multiple of 16).
+        num_steps: transitions of all chains in the adaptation schedule (at least 16; rounded
+            down to a multiple of 16). Choosing M adds as many again: 16 blocks of
+            ``num_steps // 16`` transitions that compare trajectory lengths.
         dense_mass: estimate a dense covariance (Cholesky preconditioner) instead of a diagonal;
             ``"auto"``: dense up to `DENSE_MASS_MAX_DIM` coordinates.
         target_acceptance_rate: the acceptance rate the step size aims for.
         adapt_num_leapfrog_steps: choose M (the trajectory-length phase); the returned dynamics
-            then have the chosen M and new masks. Not possible when the warm start is traced
-            (e.g. ``vmap``-ed over NumPyro's vectorized chains): M is static, so it stays.
+            then have the chosen M and new masks. M stays when the warm start is traced (e.g.
+            ``vmap``-ed over NumPyro's vectorized chains: M is static) and when it is shorter than
+            ``16 * MIN_TRAJECTORY_BLOCK_LENGTH`` = 64 steps (too few transitions to compare).
         progress_bar: show a progress bar (updated between compiled blocks).
 
     Returns:
@@ -351,7 +357,11 @@ def warm_start(
     del size
     block_length = num_steps // _NUM_BLOCKS
     state = _init(dynamics, chains, dense_mass, target_acceptance_rate)
-    choose_length = adapt_num_leapfrog_steps and not isinstance(state.num_leapfrog_steps, jax.core.Tracer)
+    choose_length = (
+        adapt_num_leapfrog_steps
+        and block_length >= MIN_TRAJECTORY_BLOCK_LENGTH
+        and not isinstance(state.num_leapfrog_steps, jax.core.Tracer)
+    )
     num_windows = sum(phase == "window" for phase, _ in SCHEDULE)
     num_blocks = _NUM_BLOCKS + (len(TRAJECTORY_CANDIDATES) + 3 * (num_windows - 1) if choose_length else 0)
     progress = make_progress_bar(num_blocks * block_length, "L2HMC warm start", enabled=progress_bar)

@@ -49,8 +49,9 @@ def test_default_l2hmc_matches_the_reference_posterior(name):
 @needs_posteriordb
 def test_the_check_fails_on_a_broken_kernel():
     target = get_target("kidscore_interaction", DATA_ROOT)
+    # kidscore_interaction has 5 unconstrained coordinates: four coefficients and log sigma.
     dynamics = randomize_heads(
-        L2HMCDynamics(4, num_leapfrog_steps=5, key=jax.random.key(0)), jax.random.key(1), scale=0.5
+        L2HMCDynamics(5, num_leapfrog_steps=5, key=jax.random.key(0)), jax.random.key(1), scale=0.5
     ).with_step_size(0.05)
     options = dict(dynamics=dynamics, integrator=dropped_log_det)
     row = _suite.run("l2hmc_numpyro", target, seed=0, l2hmc_options=options, **SMALL)

@@ -130,9 +130,12 @@ def test_warm_start_annealing_and_burn_in_term():
     assert history.loss.shape == (130,)
     np.testing.assert_allclose(history.temperature[:10], 5.0)
     assert float(history.temperature[-1]) < 5.0
+    # 16 blocks of 48 / 16 = 3 transitions (too few to choose M: M stays 4)
     assert history.warm_start is not None and history.warm_start.acceptance_rate.shape == (48,)
+    assert trained.num_leapfrog_steps == 4
     assert np.all(np.isfinite(history.loss))
-    assert trained.preconditioner_scale.shape == (2,)
+    # dense_mass='auto': a dense (Cholesky) preconditioner in 2-d
+    assert trained.dense_preconditioner and trained.preconditioner_scale.shape == (2, 2)
     assert history.final_state.position.shape == (32, 2)
     assert int(history.train_state.step) == 130
 
@@ -283,11 +286,12 @@ def test_checkpoints_are_written_and_resume_equals_training_straight_through(tmp
         )
         == 0
     )
+    # Another network width (M may differ: the checkpoint's M, read from its header, is resumed).
     with pytest.raises(ValueError, match="does not hold a training state of this structure"):
         train(
             jax.random.key(2),
             _logdensity,
-            L2HMCDynamics(2, num_leapfrog_steps=4, key=jax.random.key(0)),
+            L2HMCDynamics(2, num_leapfrog_steps=3, hidden_size=7, key=jax.random.key(0)),
             positions,
             config,
             resume_from=path,
