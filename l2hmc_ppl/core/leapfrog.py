@@ -212,16 +212,16 @@ def learned_leapfrog(
         new = (new_x, new_v, new_logdensity, new_grad, new_log_det)
         return _stop_at_nonfinite(ok & target_ok, new, carry), None
 
-    initial = (
-        position,
-        momentum,
-        jnp.asarray(logdensity, dtype),
-        logdensity_grad,
-        jnp.zeros((), dtype),
-        jnp.asarray(True),
-    )
+    initial = _initial_carry(position, momentum, logdensity, logdensity_grad)
     (x, v, logdensity, grad, log_det, ok), _ = jax.lax.scan(one_step, initial, jnp.arange(num_steps))
     return LeapfrogResult(x, v, logdensity, grad, log_det, ok)
+
+
+def _initial_carry(position, momentum, logdensity, logdensity_grad):
+    """The scan carry of both integrators: (x, v, log p, ∇log p, log-det so far, still finite)."""
+    dtype = position.dtype
+    return (position, momentum, jnp.asarray(logdensity, dtype), logdensity_grad, jnp.zeros((), dtype),
+            jnp.asarray(True))  # fmt: skip
 
 
 def hmc_leapfrog(
@@ -260,14 +260,7 @@ def hmc_leapfrog(
         new = (new_x, new_v, new_logdensity, new_grad, log_det)
         return _stop_at_nonfinite(ok & target_ok, new, carry), None
 
-    initial = (
-        position,
-        momentum,
-        jnp.asarray(logdensity, dtype),
-        logdensity_grad,
-        jnp.zeros((), dtype),
-        jnp.asarray(True),
-    )
+    initial = _initial_carry(position, momentum, logdensity, logdensity_grad)
     if num_steps is None:
         (x, v, logdensity, grad, log_det, ok), _ = jax.lax.scan(
             one_step, initial, None, length=dynamics.num_leapfrog_steps
