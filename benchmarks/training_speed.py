@@ -76,7 +76,7 @@ import subprocess  # noqa: E402
 import jax  # noqa: E402
 
 import l2hmc_ppl  # noqa: E402
-from benchmarks._common import Stopwatch, german_credit_dir, log, machine_info, write_json  # noqa: E402
+from benchmarks._common import _COMPILE_EVENTS, Stopwatch, german_credit_dir, log, machine_info, write_json  # noqa: E402
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _num_compiles = 0
@@ -139,8 +139,7 @@ import jax
 import l2hmc_ppl
 from l2hmc_ppl.targets import scg
 assert l2hmc_ppl.__file__.startswith(sys.argv[1]), l2hmc_ppl.__file__
-events = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-          "/jax/core/compile/backend_compile_duration")
+events = tuple(json.loads(sys.argv[5]))  # the compile events of benchmarks/_common.py
 compile_seconds = [0.0]
 def listen(event, duration, **_):
     if event in events:
@@ -165,7 +164,8 @@ print(json.dumps(out))
 def measure_baseline(args) -> dict:
     """The first and second SCG ``train`` calls of the engine in ``--baseline-checkout``."""
     command = [sys.executable, "-c", _BASELINE_SCRIPT, str(Path(args.baseline_checkout).resolve()),
-               str(args.train_steps), str(args.train_chains), str(args.seed)]  # fmt: skip
+               str(args.train_steps), str(args.train_chains), str(args.seed),
+               json.dumps(_COMPILE_EVENTS)]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"the baseline run failed:\n{completed.stderr[-3000:]}")
