@@ -184,7 +184,8 @@ class L2HMCKernel(MCMCKernel):
         config: the training options ([`TrainConfig`][l2hmc_ppl.TrainConfig]). Its ``num_steps``
             is replaced by ``num_training_steps`` (default ``num_warmup``) and, unless set here or
             in ``train_options``, its ``num_warm_start_steps`` by ``min(400, max(16, num_warmup))``.
-        num_training_steps: iterations of Algorithm 1; default ``num_warmup``. 0 skips training.
+        num_training_steps: iterations of Algorithm 1 (at most, with ``early_stopping_patience`` in
+            the [`TrainConfig`][l2hmc_ppl.TrainConfig]); default ``num_warmup``. 0 skips training.
         num_particles: size of the training batch of persistent particles (shared by the chains).
         num_leapfrog_steps: M of new dynamics (default
             [`DEFAULT_NUM_LEAPFROG_STEPS`][l2hmc_ppl.dynamics.DEFAULT_NUM_LEAPFROG_STEPS]).
@@ -576,16 +577,14 @@ class L2HMCKernel(MCMCKernel):
             summary = TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype), jnp.asarray(False))
             return dynamics, summary, None
         dynamics, history = train(key_train, logdensity_fn, dynamics, particles, config)
-        num_tail = max(1, config.num_steps // 10)
-        loss = jnp.asarray(history.loss)
+        # the last tenth of the iterations run (an early stop runs fewer than num_steps)
+        num_tail = max(1, history.loss.shape[0] // 10)
         summary = TrainingSummary(
-            loss=loss,
+            loss=jnp.asarray(history.loss),
             acceptance_rate=jnp.asarray(history.acceptance_rate),
             step_size=jnp.asarray(history.step_size),
-            final_loss=jnp.nanmean(loss[-num_tail:]),
-            kept_tuned_hmc=jnp.asarray(False)
-            if history.selection is None
-            else history.selection.kept_initial,
+            final_loss=jnp.nanmean(jnp.asarray(history.loss[-num_tail:])),
+            kept_tuned_hmc=jnp.asarray(history.selection is not None and history.selection.kept_initial),
         )
         return dynamics, summary, history.final_state.position
 

@@ -157,6 +157,24 @@ def test_the_kernel_refuses_conditioned_dynamics_without_aux():
             id="failures",
         ),
         pytest.param(
+            dict(early_stopping_patience=0),
+            ValueError,
+            "early_stopping_patience must be a positive integer, got 0",
+            id="patience-0",
+        ),
+        pytest.param(
+            dict(early_stopping_patience="never"),
+            ValueError,
+            "early_stopping_patience must be a positive integer, got 'never'",
+            id="patience-str",
+        ),
+        pytest.param(
+            dict(early_stopping_min_gain=-0.1),
+            ValueError,
+            "early_stopping_min_gain must be a non-negative finite number, got -0.1",
+            id="min-gain",
+        ),
+        pytest.param(
             dict(learning_rate="1e-3"),
             ValueError,
             "learning_rate must be a positive finite number, got '1e-3'",

@@ -85,6 +85,17 @@ class TrainConfig:
             by the squared jump of their slowest coordinate and moment (which a flip cannot game)
             and return the better, with a warning when that is the starting one (see
             [`select_dynamics`][l2hmc_ppl.training.select_dynamics]).
+        early_stopping_patience: stop training once this many chunks in a row have not raised the
+            selection score (the squared jump of the slowest coordinate and moment, see
+            [`select_dynamics`][l2hmc_ppl.training.select_dynamics]) by ``early_stopping_min_gain``
+            over the best earlier chunk; ``history.stop_reason`` is then ``"converged"``. ``None``
+            (default): train for all of ``num_steps``. Off by default because the score is a
+            lag-1 jump: on a correlated Gaussian it levels off after 300 iterations while the
+            sampler is still antithetic (ESS of x 4.9× that of x²; 0.86× after 1000 iterations).
+            Where that does not matter (a near-Gaussian posterior whose warm-up time counts), 2
+            halves the training time on the development suite.
+        early_stopping_min_gain: the relative gain of the chunk's score over the best earlier one
+            that counts as progress (chunk scores of a converged training scatter by a few per cent).
         chunk_size: iterations per compiled chunk; the host is contacted once per chunk (progress
             bar, stop rule, checkpoint), never per iteration.
         max_consecutive_failures: after this many skipped updates in a row (no finite gradient),
@@ -113,6 +124,8 @@ class TrainConfig:
     adapt_num_leapfrog_steps: bool = True
     target_acceptance_rate: float = 0.75
     keep_best: bool = True
+    early_stopping_patience: int | None = None
+    early_stopping_min_gain: float = 0.05
     chunk_size: int = 100
     max_consecutive_failures: int = 100
     progress_bar: bool = True
@@ -164,6 +177,9 @@ class TrainConfig:
                 "target_acceptance_rate must be in (0, 1) (0.6-0.9 is usual), "
                 f"got {self.target_acceptance_rate!r}"
             )
+        if self.early_stopping_patience is not None:
+            check_positive_int("early_stopping_patience", self.early_stopping_patience)
+        check_nonnegative_float("early_stopping_min_gain", self.early_stopping_min_gain)
         check_positive_int("chunk_size", self.chunk_size)
         check_positive_int("max_consecutive_failures", self.max_consecutive_failures)
         check_positive_int("checkpoint_every", self.checkpoint_every)
@@ -226,7 +242,14 @@ def _build_optimizer(optimizer, learning_rate, warmup_steps, decay_steps, decay_
     return optax.apply_if_finite(optimizer, max_consecutive_errors=_NEVER)
 
 
-_FLOAT_OPTIONS = ("burn_in_weight", "learning_rate", "decay_rate", "max_grad_norm", "target_acceptance_rate")
+_FLOAT_OPTIONS = (
+    "burn_in_weight",
+    "learning_rate",
+    "decay_rate",
+    "max_grad_norm",
+    "target_acceptance_rate",
+    "early_stopping_min_gain",
+)
 
 
 def _plain_float(value):

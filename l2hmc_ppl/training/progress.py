@@ -8,6 +8,8 @@ __all__ = ["progress_bar"]
 class _NoProgress:
     """A silent stand-in with the part of tqdm's interface that the library uses."""
 
+    n = total = 0
+
     def update(self, *_):
         pass
 

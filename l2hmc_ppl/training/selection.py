@@ -14,17 +14,21 @@ M, so the score compares them per gradient. The estimates come for free from wha
 warm start already computed on the chains: the trained sampler's from the proposals of the last
 tenth of the training iterations, the starting sampler's from the final phase of the warm start
 (or, without a warm start, from the first training iteration, whose proposals are exactly its).
+
+The same score, per chunk of iterations, is what early stopping watches
+([`TrainConfig`][l2hmc_ppl.TrainConfig]'s ``early_stopping_patience``).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from l2hmc_ppl._checks import is_traced
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
 
 __all__ = ["SelectionInfo", "min_moment_jump", "select_dynamics"]
@@ -45,11 +49,15 @@ class SelectionInfo(NamedTuple):
 
 
 def min_moment_jump(jumps: Float[Array, "2 dim"]) -> Float[Array, ""]:
-    """The score of the module docstring from mean per-coordinate jumps of shape ``(2, dim)``."""
+    """The score of the module docstring from mean per-coordinate jumps of shape ``(2, dim)``.
+
+    NumPy in, NumPy out (on the host, nothing to compile); JAX arrays and tracers stay in JAX.
+    """
+    if isinstance(jumps, np.ndarray):
+        return np.min(np.nan_to_num(jumps, nan=0.0))
     return jnp.min(jnp.nan_to_num(jumps, nan=0.0))
 
 
-@eqx.filter_jit
 def select_dynamics(
     trained: L2HMCDynamics,
     initial: L2HMCDynamics,
@@ -58,10 +66,17 @@ def select_dynamics(
 ) -> tuple[L2HMCDynamics, SelectionInfo]:
     """Return ``trained`` or ``initial``, whichever has the higher score.
 
-    The choice is a ``where`` on the leaves, so the step also works when training is traced
-    (``vmap``/``pmap``).
+    With the jumps on the host (NumPy) the choice is made there; when training is traced
+    (``vmap``/``pmap``) it is a ``where`` on the leaves.
     """
     trained_score, initial_score = min_moment_jump(trained_jumps), min_moment_jump(initial_jumps)
     kept_initial = initial_score > trained_score
-    chosen = jax.tree_util.tree_map(lambda new, old: jnp.where(kept_initial, old, new), trained, initial)
+    if is_traced(kept_initial):
+        chosen = _where(kept_initial, initial, trained)
+    else:
+        chosen = initial if kept_initial else trained
     return chosen, SelectionInfo(trained_score, initial_score, kept_initial)
+
+
+def _where(condition, if_true: L2HMCDynamics, if_false: L2HMCDynamics) -> L2HMCDynamics:
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)

@@ -3,7 +3,8 @@
 1. the chains are initialised and (by default) burned in and used to tune HMC
    ([`warm_start`][l2hmc_ppl.warm_start]);
 2. [`run_chunk`][l2hmc_ppl.training.run_chunk] runs ``chunk_size`` iterations at a time, compiled
-   once; between chunks the host updates the progress bar, applies the stop rule and writes
+   once; between chunks the host updates the progress bar, applies the stop rules (too many
+   failed updates; optionally, early stopping once the selection score stops improving) and writes
    checkpoints;
 3. [`select_dynamics`][l2hmc_ppl.training.select_dynamics] keeps the trained sampler only if it mixes
    better than the one training started from.
@@ -38,7 +39,7 @@ from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
 from l2hmc_ppl.training.checkpoint import load_train_state, read_checkpoint_header, save_train_state
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.progress import progress_bar
-from l2hmc_ppl.training.selection import SelectionInfo, select_dynamics
+from l2hmc_ppl.training.selection import SelectionInfo, min_moment_jump, select_dynamics
 from l2hmc_ppl.training.step import StepOptions, TrainInfo, TrainState, init_train_state, run_chunk
 from l2hmc_ppl.training.warm_start import WarmStartInfo
 from l2hmc_ppl.training.warm_start import warm_start as run_warm_start
@@ -69,8 +70,9 @@ class TrainingHistory(NamedTuple):
             ([`SelectionInfo`][l2hmc_ppl.training.SelectionInfo]), or ``None`` without ``keep_best``.
         train_state: the final [`TrainState`][l2hmc_ppl.TrainState] (the trained dynamics before
             selection): pass it to [`train`][l2hmc_ppl.train] to continue training.
-        stop_reason: ``"completed"``, ``"interrupted"`` (Ctrl-C) or ``"failures"`` (too many
-            skipped updates in a row).
+        stop_reason: ``"completed"``, ``"converged"`` (the selection score stopped improving,
+            see ``early_stopping_patience``), ``"interrupted"`` (Ctrl-C) or ``"failures"`` (too
+            many skipped updates in a row).
     """
 
     loss: Float[Array, " num_steps"]
@@ -303,11 +305,14 @@ def train(
     trained, selection = state.dynamics, None
     if config.keep_best and per_iteration is not None:
         jumps = per_iteration[TrainInfo._fields.index("moment_jumps")]
-        window = max(1, jumps.shape[0] // 10)  # the last tenth of the iterations
-        # NumPy on the host: a jnp.mean would compile afresh for every window length (num_steps)
-        trained_jumps = jnp.mean(jumps[-window:], axis=0) if traced else np.mean(jumps[-window:], axis=0)
+        # the last tenth of the iterations, at least a chunk (an early stop leaves few iterations)
+        window = min(jumps.shape[0], max(1, jumps.shape[0] // 10, config.chunk_size))
         # the starting dynamics: the warm start's tuned HMC, else this call's first proposals
-        initial_jumps = warm_info.moment_jumps if warm_info is not None else jnp.asarray(jumps[0])
+        initial_jumps = warm_info.moment_jumps if warm_info is not None else jumps[0]
+        if traced:
+            trained_jumps = jnp.mean(jumps[-window:], axis=0)
+        else:  # NumPy on the host: nothing compiles afresh for another window length (num_steps)
+            trained_jumps, initial_jumps = np.mean(jumps[-window:], axis=0), np.asarray(initial_jumps)
         trained, selection = select_dynamics(trained, initial_dynamics, trained_jumps, initial_jumps)
     history = TrainingHistory(
         *(per_iteration or [np.zeros((0,))] * len(TrainInfo._fields)),
@@ -328,6 +333,7 @@ def _run(state, logdensity_fn, options, loss_scale, aux, config, start, traced):
     num_left = max(0, config.num_steps - start)
     num_chunks = math.ceil(num_left / config.chunk_size)
     infos, stop_reason = [], "completed"
+    stopping = EarlyStopping(config.early_stopping_patience, config.early_stopping_min_gain)
     progress = progress_bar(num_left, "L2HMC training", enabled=config.progress_bar and not traced)
     try:
         for index in range(num_chunks):
@@ -354,6 +360,12 @@ def _run(state, logdensity_fn, options, loss_scale, aux, config, start, traced):
             if int(state.num_consecutive_failures) > config.max_consecutive_failures:
                 stop_reason = "failures"
                 break
+            if done == config.chunk_size and stopping.update(np.mean(record.moment_jumps, axis=0)):
+                stop_reason = "converged"
+                if config.checkpoint_path:
+                    save_train_state(config.checkpoint_path, state)
+                progress.total = progress.n  # a finished bar, not an interrupted one
+                break
     except KeyboardInterrupt:
         # The state of the last finished chunk is complete and consistent: keep it.
         stop_reason = "interrupted"
@@ -362,6 +374,30 @@ def _run(state, logdensity_fn, options, loss_scale, aux, config, start, traced):
     finally:
         progress.close()
     return state, infos, stop_reason
+
+
+class EarlyStopping:
+    """The stop rule of ``early_stopping_patience``: stop once ``patience`` chunks in a row have not
+    raised the selection score by ``min_gain`` (relative) over the best earlier chunk.
+
+    The score is [`min_moment_jump`][l2hmc_ppl.training.min_moment_jump] of the chunk's mean
+    per-coordinate jumps: the slowest coordinate and moment, which a flip cannot game.
+    """
+
+    def __init__(self, patience: int | None, min_gain: float):
+        self.patience, self.min_gain = patience, min_gain
+        self.best, self.num_stalled = -math.inf, 0
+
+    def update(self, chunk_jumps: np.ndarray) -> bool:
+        """Record one chunk's mean jumps ``(2, dim)``; return whether training should stop."""
+        if self.patience is None:
+            return False
+        score = float(min_moment_jump(np.asarray(chunk_jumps)))
+        if self.best == -math.inf or score > self.best + self.min_gain * abs(self.best):
+            self.best, self.num_stalled = score, 0
+        else:
+            self.num_stalled += 1
+        return self.num_stalled >= self.patience
 
 
 def _report(history: TrainingHistory, config: TrainConfig, start: int) -> None:

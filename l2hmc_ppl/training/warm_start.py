@@ -182,16 +182,27 @@ def _init(dynamics, chains, dense_mass, target_acceptance_rate) -> _AdaptationSt
 
 @eqx.filter_jit
 def _adapt_block(
-    rng_key, index, state: _AdaptationState, collect, logdensity_fn, num_steps, target_acceptance_rate
+    rng_key,
+    index,
+    state: _AdaptationState,
+    collect,
+    starts_window,
+    ends_window,
+    logdensity_fn,
+    num_steps,
+    target_acceptance_rate,
 ):
     """``num_steps`` transitions of every chain with its own step size; Welford on the positions.
 
-    Block ``index`` uses the key ``fold_in(rng_key, index)``. Returns the new state, per
-    transition the chains' mean acceptance and log densities, and the moves' per-coordinate squared
-    jumps in the whitened coordinates, of the position and of its square (`moment_jumps`), averaged
-    over chains and transitions: shape ``(2, dim)``.
+    Block ``index`` uses the key ``fold_in(rng_key, index)``. The first block of a window
+    (``starts_window``) first restarts the stragglers; the last (``ends_window``) then sets the
+    preconditioner: both are traced flags, so every block of the warm start is one compiled
+    program. Returns the new state, per transition the chains' mean acceptance and log densities,
+    and the moves' per-coordinate squared jumps in the whitened coordinates, of the position and
+    of its square (`moment_jumps`), averaged over chains and transitions: shape ``(2, dim)``.
     """
-    rng_key = jax.random.fold_in(rng_key, index)
+    rng_key, key_restart = jax.random.split(jax.random.fold_in(rng_key, index))
+    state = _select(starts_window, _restart_stragglers(key_restart, state), state)
     dynamics = state.dynamics
     (_, da_update, _), (_, mm_update, _) = _adaptation(target_acceptance_rate, dynamics.dense_preconditioner)
     # the HMC limit, without evaluating the networks, with a traced M
@@ -223,13 +234,16 @@ def _adapt_block(
     new_state = state._replace(
         chains=chains, da_state=_as_dtype(da_state, dtype), mm_state=_as_dtype(mm_state, dtype)
     )
+    new_state = _select(ends_window, _end_window(new_state, target_acceptance_rate), new_state)
     return new_state, acceptance, logdensity, jnp.mean(jumps, axis=0)
 
 
-@eqx.filter_jit
-def _restart_stragglers(rng_key, index, state: _AdaptationState) -> _AdaptationState:
+def _select(condition, if_true: _AdaptationState, if_false: _AdaptationState) -> _AdaptationState:
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)
+
+
+def _restart_stragglers(rng_key, state: _AdaptationState) -> _AdaptationState:
     """Move chains far below the upper quartile of the log density to the states of random others."""
-    rng_key = jax.random.fold_in(rng_key, index)
     threshold = 10.0 + 5.0 * math.sqrt(state.dynamics.dim / 2.0)
     logdensity = state.chains.logdensity
     # measured from the upper quartile, so that up to three quarters of the chains can be stuck
@@ -250,7 +264,6 @@ def _restart_stragglers(rng_key, index, state: _AdaptationState) -> _AdaptationS
     )
 
 
-@eqx.filter_jit
 def _end_window(state: _AdaptationState, target_acceptance_rate) -> _AdaptationState:
     """Set the preconditioner from the window's Welford estimate and restart dual averaging."""
     dense = state.dynamics.dense_preconditioner
@@ -365,16 +378,18 @@ def warm_start(
     num_windows = sum(phase == "window" for phase, _ in SCHEDULE)
     num_blocks = _NUM_BLOCKS + (len(TRAJECTORY_CANDIDATES) + 3 * (num_windows - 1) if choose_length else 0)
     progress = make_progress_bar(num_blocks * block_length, "L2HMC warm start", enabled=progress_bar)
-    # Keys are folded in inside the compiled blocks: block b uses b, the restart before window w −w − 1.
+    # Keys are folded in inside the compiled blocks: block b uses b.
     blocks = iter(range(num_blocks))
     acceptances, logdensities, jumps, scores = [], [], [], None
 
-    def run_block(state, collect):
+    def run_block(state, collect, starts_window=False, ends_window=False):
         state, acceptance, logdensity, block_jumps = _adapt_block(
             rng_key,
             np.int32(next(blocks)),  # arrays are traced: one compilation for every block
             state,
             np.bool_(collect),
+            np.bool_(starts_window),
+            np.bool_(ends_window),
             logdensity_fn,
             block_length,
             target_acceptance_rate,
@@ -387,14 +402,12 @@ def warm_start(
 
     try:
         for phase_index, (phase, length) in enumerate(SCHEDULE):
-            if phase == "window":
-                state = _restart_stragglers(rng_key, np.int32(-phase_index - 1), state)
             del logdensities[:], jumps[:]  # keep only the current phase's
-            for _ in range(length):  # one compiled block, called `length` times
-                state, _ = run_block(state, collect=phase == "window")
-            if phase == "window":
-                state = _end_window(state, target_acceptance_rate)
-            if phase == "window" and choose_length:
+            window = phase == "window"
+            for block in range(length):  # one compiled block, called `length` times
+                starts, ends = window and block == 0, window and block == length - 1
+                state, _ = run_block(state, window, starts_window=starts, ends_window=ends)
+            if window and choose_length:
                 # after each new metric, M moves towards the best per-gradient length (a doubling
                 # or halving), so that chains still far from the posterior travel; after the last
                 # one every candidate is compared

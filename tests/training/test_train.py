@@ -170,6 +170,37 @@ def test_nan_region_trains_without_nan_weights():
     assert tree_max_abs_diff(trained.position_net, dynamics.position_net) > 0
 
 
+def test_early_stopping_rule_stops_after_patience_chunks_without_a_gain():
+    from l2hmc_ppl.training.train import EarlyStopping
+
+    def chunk(score):  # mean jumps (2, dim) whose slowest coordinate and moment scores `score`
+        return np.array([[score, 2.0, 3.0], [4.0, score + 1.0, 9.0]])
+
+    chunks = [chunk(s) for s in (1.0, 1.2, 1.22, 1.5, 1.52, 1.55)]
+    rule = EarlyStopping(patience=2, min_gain=0.05)
+    # 1.22 and 1.52 are within 5% of the best so far; 1.55 is the second stalled chunk in a row
+    assert [rule.update(j) for j in chunks] == [False, False, False, False, False, True]
+    never = EarlyStopping(patience=None, min_gain=0.05)
+    assert not any(never.update(j) for j in chunks * 3)
+    # a coordinate that never moved (NaN: no accepted proposal) scores 0, which is no progress
+    stuck = EarlyStopping(patience=1, min_gain=0.05)
+    assert [stuck.update(np.where(np.eye(2, 3) > 0, np.nan, j)) for j in chunks[:2]] == [False, True]
+
+
+def test_training_stops_once_the_score_levels_off_when_asked():
+    target = scg()
+    dynamics = L2HMCDynamics(2, num_leapfrog_steps=2, key=jax.random.key(0))
+    positions = target.sample(jax.random.key(1), 32)
+    config = TrainConfig(num_steps=200, chunk_size=20, num_warm_start_steps=64, **QUIET)
+    assert config.early_stopping_patience is None  # off by default: the full schedule
+    _, history = train(
+        jax.random.key(2), target.logdensity_fn, dynamics, positions, config, early_stopping_patience=2
+    )
+    done = history.loss.shape[0]
+    assert history.stop_reason == "converged" and done < 200 and done % 20 == 0
+    assert int(history.train_state.step) == done
+
+
 def test_a_training_that_cannot_progress_stops_and_falls_back_with_a_warning():
     def logdensity_fn(x):  # finite only in a tiny ball: every proposal fails
         return jnp.where(jnp.sum(x**2) < 1e-6, -jnp.sum(x**2), jnp.nan)
