@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from optax.tree_utils import tree_where
 
 try:
     import numpyro  # noqa: F401
@@ -699,9 +700,7 @@ class L2HMCKernel(MCMCKernel):
         # can be useless far from it.
         hmc_limit = dynamics.as_hmc_limit()
         use_hmc_limit = state.i < self._num_warmup // 2
-        dynamics = jax.tree_util.tree_map(
-            lambda hmc, learned: jnp.where(use_hmc_limit, hmc, learned), hmc_limit, dynamics
-        )
+        dynamics = tree_where(use_hmc_limit, hmc_limit, dynamics)
         new, info = build_kernel(self._integrator, self._divergence_threshold)(
             key_transition, chain, logdensity_fn, dynamics
         )

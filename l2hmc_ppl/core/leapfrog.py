@@ -45,6 +45,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
+from optax.tree_utils import tree_where
 
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, time_encoding
 
@@ -123,7 +124,7 @@ _finite_value_and_grad.defvjp(_finite_value_and_grad_forward, _finite_value_and_
 def _stop_at_nonfinite(ok, new, carry):
     """The next carry: ``new`` while everything stayed finite, else the last finite state, flagged."""
     ok = ok & _all_finite(*new)
-    kept = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, carry[:-1])
+    kept = tree_where(ok, new, carry[:-1])
     return (*kept, ok)
 
 

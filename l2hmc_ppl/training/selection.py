@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
+from optax.tree_utils import tree_where
 
 from l2hmc_ppl._checks import is_traced
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics
@@ -72,11 +72,7 @@ def select_dynamics(
     trained_score, initial_score = min_moment_jump(trained_jumps), min_moment_jump(initial_jumps)
     kept_initial = initial_score > trained_score
     if is_traced(kept_initial):
-        chosen = _where(kept_initial, initial, trained)
+        chosen = tree_where(kept_initial, initial, trained)
     else:
         chosen = initial if kept_initial else trained
     return chosen, SelectionInfo(trained_score, initial_score, kept_initial)
-
-
-def _where(condition, if_true: L2HMCDynamics, if_false: L2HMCDynamics) -> L2HMCDynamics:
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from optax.tree_utils import tree_where
 
 from l2hmc_ppl.core.chains import num_chains, tempered, untempered
 from l2hmc_ppl.core.kernel import L2HMCProposal, L2HMCState, propose
@@ -233,9 +234,7 @@ def step(
     # apply_if_finite checks the gradient; an optimizer that still produces non-finite weights
     # (a custom one with a NaN learning rate) has its update undone and counted as skipped too.
     applied = opt_state.last_finite & _all_finite(new_params)
-    params, opt_state = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(applied, new, old), (new_params, opt_state), (params, state.opt_state)
-    )
+    params, opt_state = tree_where(applied, (new_params, opt_state), (params, state.opt_state))
     opt_state = opt_state._replace(
         notfinite_count=jnp.where(applied, 0, state.opt_state.notfinite_count + 1).astype(
             state.opt_state.notfinite_count.dtype

@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+from optax.tree_utils import tree_where
 
 from l2hmc_ppl.core.chains import num_chains
 from l2hmc_ppl.core.kernel import L2HMCState, build_kernel
@@ -202,7 +203,7 @@ def _adapt_block(
     of its square (`moment_jumps`), averaged over chains and transitions: shape ``(2, dim)``.
     """
     rng_key, key_restart = jax.random.split(jax.random.fold_in(rng_key, index))
-    state = _select(starts_window, _restart_stragglers(key_restart, state), state)
+    state = tree_where(starts_window, _restart_stragglers(key_restart, state), state)
     dynamics = state.dynamics
     (_, da_update, _), (_, mm_update, _) = _adaptation(target_acceptance_rate, dynamics.dense_preconditioner)
     # the HMC limit, without evaluating the networks, with a traced M
@@ -223,7 +224,7 @@ def _adapt_block(
         da_state = jax.vmap(da_update)(da_state, info.acceptance_rate)
         flat_positions = jax.vmap(lambda p: ravel_pytree(p)[0])(chains.position)
         updated = jax.lax.scan(lambda s, x: (mm_update(s, x), None), mm_state, flat_positions)[0]
-        mm_state = jax.tree_util.tree_map(lambda new, old: jnp.where(collect, new, old), updated, mm_state)
+        mm_state = tree_where(collect, updated, mm_state)
         jumps = jnp.mean(jnp.stack(moment_jumps(before, whitened(chains), per_coordinate=True)), axis=1)
         return (chains, da_state, mm_state), (info.acceptance_rate.mean(), chains.logdensity, jumps)
 
@@ -234,12 +235,8 @@ def _adapt_block(
     new_state = state._replace(
         chains=chains, da_state=_as_dtype(da_state, dtype), mm_state=_as_dtype(mm_state, dtype)
     )
-    new_state = _select(ends_window, _end_window(new_state, target_acceptance_rate), new_state)
+    new_state = tree_where(ends_window, _end_window(new_state, target_acceptance_rate), new_state)
     return new_state, acceptance, logdensity, jnp.mean(jumps, axis=0)
-
-
-def _select(condition, if_true: _AdaptationState, if_false: _AdaptationState) -> _AdaptationState:
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)
 
 
 def _restart_stragglers(rng_key, state: _AdaptationState) -> _AdaptationState:
