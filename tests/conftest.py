@@ -5,9 +5,20 @@ limit) can be checked to ~1e-10; float32 is exercised explicitly where it matter
 
 The data sets live beside the repository (``../shared/data``); the library never looks there, so
 the tests point its environment variables at them (unless they are set already).
+
+Compiling dominates the suite's time, and many tests compile the same program from a fresh closure
+(a new target object, a doc block or a script in its own process). So one run of the suite keeps
+JAX's persistent compilation cache in a fresh temporary folder, shared by the pytest-xdist workers
+and every subprocess they start, and deleted when the run ends: each program is compiled once per
+run, never carried over from an earlier run. A cache hit still counts as a compilation in
+``jax.monitoring`` (the backend-compile event wraps the cache lookup), so the tests that count
+compilations see every program that was built again. Entries are read and written under a file
+lock (the cache's size limit turns it on), so two workers never see a half-written entry.
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -18,3 +29,24 @@ DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 for variable, folder in (("L2HMC_PPL_GERMAN_CREDIT", "german_credit"), ("L2HMC_PPL_MNIST", "mnist")):
     if not os.environ.get(variable) and (DATA_ROOT / folder).is_dir():
         os.environ[variable] = str(DATA_ROOT / folder)
+
+# The first process of a run (pytest itself, before it starts any xdist worker) makes the folder;
+# the workers and the subprocesses inherit it through the environment.
+_CACHE_VARIABLE = "L2HMC_PPL_TEST_COMPILATION_CACHE"
+_OWNS_CACHE = _CACHE_VARIABLE not in os.environ
+if _OWNS_CACHE:
+    os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="l2hmc_ppl-test-jax-cache-")
+_CACHE_SETTINGS = {
+    "jax_compilation_cache_dir": os.environ[_CACHE_VARIABLE],
+    "jax_persistent_cache_min_compile_time_secs": 0.0,  # every program, however quick to compile
+    "jax_persistent_cache_min_entry_size_bytes": -1,
+    "jax_compilation_cache_max_size": 8 * 2**30,  # a size limit makes JAX lock the folder
+}
+for _name, _value in _CACHE_SETTINGS.items():
+    jax.config.update(_name, _value)
+    os.environ[_name.upper()] = str(_value)  # for the subprocesses (doc blocks, scripts)
+
+
+def pytest_unconfigure(config):
+    if _OWNS_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ[_CACHE_VARIABLE], ignore_errors=True)
