@@ -301,7 +301,13 @@ def _number(value, digits=3) -> str:
 
 
 def _passes(row: dict[str, Any], z: float = 5.0) -> bool:
-    return "aborted" not in row and row["max_z_mean"] < z and row["max_z_sd"] < z and row["max_rhat"] < 1.01
+    # A statistic that could not be computed (NaN in the run, null once read back from results.json,
+    # e.g. R̂ of a model with no coordinates) does not pass.
+    values = [row.get(name) for name in ("max_z_mean", "max_z_sd", "max_rhat")]
+    if "aborted" in row or any(value is None or not math.isfinite(value) for value in values):
+        return False
+    max_z_mean, max_z_sd, max_rhat = values
+    return max_z_mean < z and max_z_sd < z and max_rhat < 1.01
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -334,10 +340,18 @@ def markdown(results: dict[str, Any]) -> str:
         mine, nuts = rows.get(f"{target}/l2hmc_numpyro"), rows.get(f"{target}/nuts")
         if mine and nuts and "aborted" not in mine and "aborted" not in nuts:
             ratios.append(
-                f"| {target} | {_number(mine['ess_per_gradient'] / nuts['ess_per_gradient'])} | "
-                f"{_number(mine['ess_per_second_total'] / nuts['ess_per_second_total'])} |"
+                f"| {target} | {_number(_ratio(mine['ess_per_gradient'], nuts['ess_per_gradient']))} | "
+                f"{_number(_ratio(mine['ess_per_second_total'], nuts['ess_per_second_total']))} |"
             )
     return "\n".join(lines + ratios) + "\n"
+
+
+def _ratio(numerator, denominator) -> float | None:
+    """numerator / denominator, or None where either is missing (null in results.json) or not finite."""
+    if numerator is None or denominator is None:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(numerator) / np.float64(denominator))
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:

@@ -67,3 +67,23 @@ def test_blackjax_univariate_normal_trains_and_samples():
     row = _suite.run("l2hmc_blackjax", target, seed=0, l2hmc_options={}, **SMALL)
     _check(row, target.name)
     assert np.isfinite(row["ess_per_gradient"])
+
+
+def test_a_resumed_table_reports_a_statistic_that_could_not_be_computed(tmp_path):
+    """R̂ of a model with no coordinates is NaN in the run and null in results.json; rewriting the
+    table from the file (``--resume``) reports it as missing and the row as not passing."""
+    row = dict(
+        target="empty", group="g", sampler="nuts", max_z_mean=0.0, max_z_sd=0.0, max_rhat=float("nan"),
+        divergences=0, min_ess=float("nan"), ess_per_gradient=float("nan"), ess_per_second_sampling=None,
+        ess_per_second_total=None, seconds_warmup=1.0,
+    )  # fmt: skip
+    good = dict(row, target="fine", max_rhat=1.001, min_ess=900.0, ess_per_gradient=0.1)
+    mine = dict(row, sampler="l2hmc_numpyro")
+    rows = {"empty/nuts": row, "empty/l2hmc_numpyro": mine, "fine/nuts": good}
+    _suite.write_results(tmp_path, {"rows": rows})
+    table = _suite.markdown(_suite.load_results(tmp_path))
+    cells = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")]
+    lines = {(c[0].strip(), c[2].strip()): "|".join(c) for c in cells if len(c) == 13}
+    assert lines["empty", "nuts"].endswith(" NO ") and " — " in lines["empty", "nuts"]
+    assert lines["fine", "nuts"].endswith(" yes ")
+    assert "| empty | — | — |" in table  # the L2HMC/NUTS ratios of the missing statistics
