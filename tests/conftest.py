@@ -16,6 +16,7 @@ compilations see every program that was built again. Entries are read and writte
 lock (the cache's size limit turns it on), so two workers never see a half-written entry.
 """
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -31,20 +32,23 @@ for variable, folder in (("L2HMC_PPL_GERMAN_CREDIT", "german_credit"), ("L2HMC_P
         os.environ[variable] = str(DATA_ROOT / folder)
 
 # The first process of a run (pytest itself, before it starts any xdist worker) makes the folder;
-# the workers and the subprocesses inherit it through the environment.
+# the workers and the subprocesses inherit it through the environment. Without `filelock` (an
+# environment installed before the dev extra had it) the run compiles everything, as it used to:
+# JAX would warn on every cache access.
 _CACHE_VARIABLE = "L2HMC_PPL_TEST_COMPILATION_CACHE"
-_OWNS_CACHE = _CACHE_VARIABLE not in os.environ
+_OWNS_CACHE = _CACHE_VARIABLE not in os.environ and importlib.util.find_spec("filelock") is not None
 if _OWNS_CACHE:
     os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="l2hmc_ppl-test-jax-cache-")
-_CACHE_SETTINGS = {
-    "jax_compilation_cache_dir": os.environ[_CACHE_VARIABLE],
-    "jax_persistent_cache_min_compile_time_secs": 0.0,  # every program, however quick to compile
-    "jax_persistent_cache_min_entry_size_bytes": -1,
-    "jax_compilation_cache_max_size": 8 * 2**30,  # a size limit makes JAX lock the folder
-}
-for _name, _value in _CACHE_SETTINGS.items():
-    jax.config.update(_name, _value)
-    os.environ[_name.upper()] = str(_value)  # for the subprocesses (doc blocks, scripts)
+if os.environ.get(_CACHE_VARIABLE):
+    _CACHE_SETTINGS = {
+        "jax_compilation_cache_dir": os.environ[_CACHE_VARIABLE],
+        "jax_persistent_cache_min_compile_time_secs": 0.0,  # every program, however quick to compile
+        "jax_persistent_cache_min_entry_size_bytes": -1,
+        "jax_compilation_cache_max_size": 8 * 2**30,  # a size limit makes JAX lock the folder
+    }
+    for _name, _value in _CACHE_SETTINGS.items():
+        jax.config.update(_name, _value)
+        os.environ[_name.upper()] = str(_value)  # for the subprocesses (doc blocks, scripts)
 
 
 def pytest_unconfigure(config):
