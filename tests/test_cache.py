@@ -36,7 +36,14 @@ print(json.dumps(report))
 
 def _run(folder: Path) -> dict:
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=path)
+    # Without the test run's own cache settings (tests/conftest.py): only the function under test
+    # may turn the cache on.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))
+    }
+    env["PYTHONPATH"] = path
     result = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(folder)], env=env, capture_output=True, text=True, timeout=300
     )
