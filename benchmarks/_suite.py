@@ -347,7 +347,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _ratio(numerator, denominator) -> float | None:
-    """numerator / denominator, or None where either is missing (null in results.json) or not finite."""
+    """numerator / denominator (NaN or inf, without a warning, where the division is not finite), or
+    None where either is missing (null in results.json); the table shows both as "—"."""
     if numerator is None or denominator is None:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):

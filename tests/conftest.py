@@ -52,5 +52,5 @@ if os.environ.get(_CACHE_VARIABLE):
 
 
 def pytest_unconfigure(config):
-    if _OWNS_CACHE and not hasattr(config, "workerinput"):
+    if _OWNS_CACHE:  # pytest itself, not a worker (workers inherit the variable, so never own it)
         shutil.rmtree(os.environ[_CACHE_VARIABLE], ignore_errors=True)
