@@ -209,8 +209,11 @@ def l2hmc_adaptation(
       ``particle_spread`` · N(0, I), and the returned ``state`` is that of the first training chain
       at the end (one [`L2HMCState`][l2hmc_ppl.L2HMCState], like window adaptation's); or
     - **a batch of positions** (a 2-d array ``(num_chains, dim)``, or any pytree with a leading
-      chain axis and ``batched=True``): the chains are trained as given and the returned ``state``
-      is batched, one per chain, ready for ``jax.vmap`` over chains.
+      chain axis and ``batched=True``): training runs on these chains and, when they are fewer than
+      ``num_particles``, on copies of them (taken in turn, each perturbed by ``particle_spread`` ·
+      N(0, I)) up to ``num_particles`` chains in all, since a few chains are too few to estimate
+      the training gradient and the warm start's preconditioner; the returned ``state`` is batched,
+      one per given chain, ready for ``jax.vmap`` over chains.
 
     A 2-d array is read as a batch unless ``batched=False`` is passed to ``run``. Unlike window
     adaptation, ``run`` is a Python loop over compiled chunks: call it once, outside
@@ -224,7 +227,8 @@ def l2hmc_adaptation(
             training starts from exactly the tuned HMC), with a key derived from ``run``'s key.
         config: the training options ([`TrainConfig`][l2hmc_ppl.TrainConfig]); ``run``'s
             ``num_steps`` replaces its ``num_steps``.
-        num_particles: number of training chains made from a single position.
+        num_particles: number of training chains made from a single position, and the least number
+            made from a batch of positions.
         particle_spread: standard deviation of the perturbation that spreads a single position into
             ``num_particles`` chains.
         num_leapfrog_steps: M, for dynamics built here.
@@ -281,9 +285,11 @@ def l2hmc_adaptation(
             batched = len(leaves) == 1 and isinstance(position, jax.Array) and position.ndim == 2
         key_dynamics, key_spread, key_train = jax.random.split(rng_key, 3)
         if batched:
-            num_chains(position, "position")  # a clear error for leaves without a common chain axis
+            num_given = num_chains(position, "position")  # a clear error for leaves without a common axis
             single = jax.tree_util.tree_map(lambda leaf: leaf[0], position)
-            positions = position
+            if num_given < num_particles:  # name a bad chain among the given ones, not among the copies
+                init_chains(position, logdensity_fn, name="position")
+            positions = _with_extra_particles(key_spread, position, num_given, num_particles, particle_spread)
         else:
             single = position
             if ravel_pytree(single)[0].size:  # checked before it is spread into chains that share it
@@ -309,10 +315,30 @@ def l2hmc_adaptation(
             )
         trained, history = train(key_train, logdensity_fn, start, positions, config)
         final_state = history.final_state
-        state = final_state if batched else jax.tree_util.tree_map(lambda leaf: leaf[0], final_state)
+        if batched:  # the given chains, without the extra particles
+            state = jax.tree_util.tree_map(lambda leaf: leaf[:num_given], final_state)
+        else:
+            state = jax.tree_util.tree_map(lambda leaf: leaf[0], final_state)
         return AdaptationResults(state, {"dynamics": trained}), history
 
     return AdaptationAlgorithm(run)
+
+
+def _with_extra_particles(rng_key, positions, num_given: int, num_particles: int, spread: float):
+    """The given chains, then copies of them in turn, each perturbed by ``spread`` · N(0, I), up to
+    ``num_particles`` training chains in all (none added when there are that many already).
+
+    Training estimates its gradient and the warm start its preconditioner from the batch: the few
+    chains a user samples with (4, say) are too few for either."""
+    num_extra = num_particles - num_given
+    if num_extra <= 0:
+        return positions
+    copies = jax.tree_util.tree_map(lambda leaf: leaf[jnp.arange(num_extra) % num_given], positions)
+    flat = jax.vmap(lambda copy: ravel_pytree(copy)[0])(copies)
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], positions))
+    noise = spread * jax.random.normal(rng_key, flat.shape, flat.dtype)
+    extra = jax.vmap(unravel)(flat + noise)
+    return jax.tree_util.tree_map(lambda given, more: jnp.concatenate([given, more]), positions, extra)
 
 
 def _as_float_array(leaf) -> Array:

@@ -324,8 +324,19 @@ def test_adaptation_from_a_batch_and_from_pytrees(recording_train):
     warmup = l2hmc_adaptation(correlated_gaussian_logdensity, dynamics)
     (states, parameters), _ = warmup.run(jax.random.key(2), positions, num_steps=3)
     assert recording_train.calls[-1]["dynamics"] is dynamics
+    # Training runs on the 6 chains and on copies of them, in turn, up to num_particles (64).
+    trained_on = np.asarray(recording_train.calls[-1]["positions"])
+    assert trained_on.shape == (64, 4)
+    np.testing.assert_array_equal(trained_on[:6], positions)
+    copies_of = np.asarray(positions)[np.arange(58) % 6]
+    assert 0 < np.abs(trained_on[6:] - copies_of).max() < 1e-1  # each copy perturbed by 1e-2 N(0, I)
+    assert states.position.shape == (6, 4)  # one state per given chain, ready for jax.vmap
+    np.testing.assert_array_equal(states.position, trained_on[:6])
+    # As many chains as num_particles, or more: trained as given.
+    l2hmc_adaptation(correlated_gaussian_logdensity, dynamics, num_particles=6).run(
+        jax.random.key(2), positions, num_steps=3
+    )
     np.testing.assert_array_equal(recording_train.calls[-1]["positions"], positions)
-    assert states.position.shape == (6, 4)  # one state per chain, ready for jax.vmap
 
     # A pytree position is one position; a pytree batch needs batched=True.
     def tree_logdensity(p):
