@@ -63,7 +63,7 @@ from l2hmc_ppl._checks import (
     check_positive_float,
     check_positive_int,
 )
-from l2hmc_ppl.core.chains import init_chains, num_chains, spread_position
+from l2hmc_ppl.core.chains import init_chains, num_chains, perturb_chains, spread_position
 from l2hmc_ppl.core.kernel import Integrator, L2HMCInfo, L2HMCState, build_kernel, init
 from l2hmc_ppl.core.leapfrog import learned_leapfrog
 from l2hmc_ppl.dynamics.dynamics import (
@@ -334,10 +334,7 @@ def _with_extra_particles(rng_key, positions, num_given: int, num_particles: int
     if num_extra <= 0:
         return positions
     copies = jax.tree_util.tree_map(lambda leaf: leaf[jnp.arange(num_extra) % num_given], positions)
-    flat = jax.vmap(lambda copy: ravel_pytree(copy)[0])(copies)
-    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], positions))
-    noise = spread * jax.random.normal(rng_key, flat.shape, flat.dtype)
-    extra = jax.vmap(unravel)(flat + noise)
+    extra = perturb_chains(rng_key, copies, spread)
     return jax.tree_util.tree_map(lambda given, more: jnp.concatenate([given, more]), positions, extra)
 
 

@@ -3,7 +3,15 @@
 Never imports NumPyro or BlackJAX.
 """
 
-from l2hmc_ppl.core.chains import init_chains, num_chains, run_chains, spread_position, tempered, untempered
+from l2hmc_ppl.core.chains import (
+    init_chains,
+    num_chains,
+    perturb_chains,
+    run_chains,
+    spread_position,
+    tempered,
+    untempered,
+)
 from l2hmc_ppl.core.kernel import (
     Integrator,
     L2HMCInfo,
@@ -30,6 +38,7 @@ __all__ = [
     "learned_leapfrog",
     "metropolis_accept",
     "num_chains",
+    "perturb_chains",
     "propose",
     "run_chains",
     "spread_position",

@@ -1,4 +1,4 @@
-"""Batches of chains: initialisation, tempering, spreading one position, and the vmapped run.
+"""Batches of chains: initialisation, tempering, spreading and perturbing positions, and the vmapped run.
 
 The pieces that every multi-chain procedure of the library needs (the warm start, training, the
 adapters, the benchmarks), written once. A batch of chains is an [`L2HMCState`][l2hmc_ppl.L2HMCState]
@@ -20,7 +20,15 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from l2hmc_ppl._checks import check_positive_int, is_traced
 from l2hmc_ppl.core.kernel import L2HMCInfo, L2HMCState, build_kernel, check_scalar_logdensity, init
 
-__all__ = ["init_chains", "num_chains", "run_chains", "spread_position", "tempered", "untempered"]
+__all__ = [
+    "init_chains",
+    "num_chains",
+    "perturb_chains",
+    "run_chains",
+    "spread_position",
+    "tempered",
+    "untempered",
+]
 
 ArrayTree = Any
 
@@ -104,8 +112,15 @@ def spread_position(
     Training needs a batch of chains; this makes one from a single starting point, as BlackJAX's
     window adaptation is given one.
     """
-    flat, unravel = ravel_pytree(position)
-    noise = scale * jax.random.normal(rng_key, (num, flat.size), flat.dtype)
+    copies = jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (num, *jnp.shape(leaf))), position)
+    return perturb_chains(rng_key, copies, scale)
+
+
+def perturb_chains(rng_key: PRNGKeyArray, positions: ArrayTree, scale: float | Float[Array, ""]) -> ArrayTree:
+    """Every chain of a batch (leading chain axis) moved by its own ``scale`` · N(0, I)."""
+    flat = jax.vmap(lambda position: ravel_pytree(position)[0])(positions)
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda leaf: leaf[0], positions))
+    noise = scale * jax.random.normal(rng_key, flat.shape, flat.dtype)
     return jax.vmap(unravel)(flat + noise)
 
 
