@@ -95,18 +95,54 @@ class TrainingSummary(NamedTuple):
 
 
 class _SharedTraining:
-    """A trained sampler and its final particles, handed out one particle per chain."""
+    """A trained sampler and its final particles, handed out one particle per chain, most spread
+    out first (see `_dispersed_order`)."""
 
     def __init__(self, dynamics, summary, positions):
         self.dynamics, self.summary, self.positions = dynamics, summary, positions
+        self.order = _dispersed_order(_whitened_particles(dynamics, positions))
         self.num_taken = 0
 
     def take(self, num: int):
         """The starting points of the next ``num`` chains (a leading axis of ``num``)."""
-        size = jax.tree_util.tree_leaves(self.positions)[0].shape[0]
-        indices = (self.num_taken + np.arange(num)) % size
+        indices = self.order[(self.num_taken + np.arange(num)) % self.order.size]
         self.num_taken += num
         return jax.tree_util.tree_map(lambda x: x[indices], self.positions)
+
+
+def _dispersed_order(points: np.ndarray) -> np.ndarray:
+    """An order of ``points`` (shape ``(n, dim)``) in which each one is the farthest from those
+    before it (the first stays first): farthest-point traversal.
+
+    The chains of one NumPyro run start at particles of one shared training. R̂ detects a failure
+    to move between regions of the posterior (the modes of a mixture) only when the chains start
+    in different ones, which is why Gelman and Rubin ask for overdispersed starting points; the
+    first few particles can all lie in one mode while others lie elsewhere. Handing the particles
+    out in this order starts the chains as far apart as the trained particles allow, and they are
+    all burned-in draws of the trained sampler. A non-finite point comes last.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    order = [0]
+    distance = np.linalg.norm(points - points[0], axis=1)
+    for _ in range(points.shape[0] - 1):
+        candidates = np.where(np.isfinite(distance), distance, -1.0)  # below every finite distance
+        candidates[order] = -np.inf  # handed out already
+        farthest = int(np.argmax(candidates))
+        order.append(farthest)
+        distance = np.minimum(distance, np.linalg.norm(points - points[farthest], axis=1))
+    return np.asarray(order)
+
+
+def _whitened_particles(dynamics: L2HMCDynamics, positions) -> np.ndarray:
+    """The particles as rows of z = L⁻¹(x − loc), in NumPy (compiles nothing), flattened as
+    ``ravel_pytree`` flattens one position."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(positions)]
+    flat = np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1).astype(np.float64)
+    centred = flat - np.asarray(dynamics.preconditioner_loc, np.float64)
+    scale = np.asarray(dynamics.preconditioner_scale, np.float64)
+    if scale.ndim == 2:  # dense: L is lower triangular
+        return np.linalg.solve(scale, centred.T).T
+    return centred / scale
 
 
 class L2HMCKernelState(NamedTuple):
