@@ -134,15 +134,8 @@ def _dispersed_order(points: np.ndarray) -> np.ndarray:
 
 
 def _whitened_particles(dynamics: L2HMCDynamics, positions) -> np.ndarray:
-    """The particles as rows of z = L⁻¹(x − loc), in NumPy (compiles nothing), flattened as
-    ``ravel_pytree`` flattens one position."""
-    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(positions)]
-    flat = np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1).astype(np.float64)
-    centred = flat - np.asarray(dynamics.preconditioner_loc, np.float64)
-    scale = np.asarray(dynamics.preconditioner_scale, np.float64)
-    if scale.ndim == 2:  # dense: L is lower triangular
-        return np.linalg.solve(scale, centred.T).T
-    return centred / scale
+    """The particles as rows of the dynamics' whitened coordinates z = L⁻¹(x − loc)."""
+    return np.asarray(jax.vmap(lambda position: dynamics.to_whitened(ravel_pytree(position)[0]))(positions))
 
 
 class L2HMCKernelState(NamedTuple):
