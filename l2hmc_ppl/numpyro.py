@@ -14,11 +14,15 @@ Warmup and sampling:
    (burn-in, step-size, preconditioner and trajectory-length adaptation of the HMC limit), then
    Algorithm 1 of the paper for ``num_training_steps`` iterations (default: ``num_warmup``), then
    the selection between the trained sampler and the tuned HMC. Every chain samples with the
-   result, starting from its own trained particle (chain c takes particle c). Later runs of the
-   same kernel on the same data reuse the trained sampler; build a new kernel to train again.
+   result, starting from its own trained particle (the particles farthest apart first). Later runs
+   of the same kernel on the same data reuse the trained sampler; build a new kernel to train again.
 2. The chains start burned in (the particles have been moving under MH through the warm start and
    training), so NumPyro's ``num_warmup`` iterations leave them where they are and cost nothing;
-   the ``num_samples`` iterations then draw with the trained, frozen dynamics.
+   the ``num_samples`` iterations then draw with the trained, frozen dynamics. One exception: with
+   ``potential_fn`` and ``chain_method="sequential"`` only the first chain's ``init_params`` are
+   known when training runs, so the particles lie around it alone; every later chain starts at its
+   own ``init_params`` and burns in from there with the trained sampler (as in 3), so that chains
+   started in different regions can disagree and R̂ can say so.
 3. With ``dynamics=`` given there is no training: the ``num_warmup`` iterations burn each chain in
    from its initial point, the first half with the HMC limit of the dynamics, the second half with
    the dynamics themselves.
@@ -44,9 +48,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from optax.tree_utils import tree_where
@@ -69,6 +75,7 @@ from l2hmc_ppl.core.leapfrog import learned_leapfrog
 from l2hmc_ppl.dynamics.dynamics import L2HMCDynamics, check_dynamics_options, default_dynamics
 from l2hmc_ppl.training.config import TrainConfig
 from l2hmc_ppl.training.train import train
+from l2hmc_ppl.training.warm_start import as_dtype
 
 __all__ = ["L2HMCKernel", "L2HMCKernelState", "TrainingSummary", "get_dynamics"]
 
@@ -161,6 +168,11 @@ class L2HMCKernelState(NamedTuple):
         dynamics: the (trained, frozen) [`L2HMCDynamics`][l2hmc_ppl.L2HMCDynamics] this chain samples
             with.
         rng_key: PRNG key of the chain.
+        burned_in: whether the chain started at a trained particle, which the warm start and
+            training have burned in, so NumPyro's warm-up iterations leave it where it is; False
+            when the chain burns in from its own initial point during them.
+        burn_in_adaptation: the dual averaging (BlackJAX's) of the ε of the HMC limit that burns a
+            chain in during the first half of warm-up (unused by a burned-in chain).
     """
 
     i: Int[Array, ""]
@@ -177,6 +189,8 @@ class L2HMCKernelState(NamedTuple):
     training: TrainingSummary
     dynamics: L2HMCDynamics
     rng_key: PRNGKeyArray
+    burned_in: Bool[Array, ""]
+    burn_in_adaptation: DualAveragingAdaptationState
 
 
 def _hashable(x):
@@ -202,7 +216,9 @@ class L2HMCKernel(MCMCKernel):
     HMC tuning, Algorithm 1, selection); every chain then starts at its own trained particle, and
     sampling uses the trained, frozen dynamics. With ``dynamics=`` given nothing is trained and the
     ``num_warmup`` iterations burn each chain in (first half with the HMC limit of the dynamics,
-    second half with the dynamics themselves).
+    second half with the dynamics themselves); so do the later chains of a ``potential_fn`` run
+    with ``chain_method="sequential"``, from their own ``init_params`` with the trained dynamics
+    (the particles lie around the first chain's initial point only).
 
     Args:
         model: a NumPyro model (mutually exclusive with ``potential_fn``).
@@ -427,6 +443,10 @@ class L2HMCKernel(MCMCKernel):
                 model_args,
                 model_kwargs,
             )
+            if not vectorized and self._model is None and shared.num_taken > 0:
+                # A later sequential chain of a potential_fn: the particles lie around the first
+                # chain's initial point only, so this one burns in from its own (module docstring).
+                return self._chain_state(rng_key, init_params, logdensity_fn, shared, burned_in=False)
             starts = shared.take(1 if num_chains is None else num_chains)
             if vectorized:
                 return jax.vmap(lambda key, start: self._chain_state(key, start, logdensity_fn, shared))(
@@ -642,10 +662,11 @@ class L2HMCKernel(MCMCKernel):
             self._trained[cache_key] = _SharedTraining(dynamics, summary, positions)
         return self._trained[cache_key]
 
-    def _chain_state(self, rng_key, position, logdensity_fn, shared: _SharedTraining) -> L2HMCKernelState:
-        return self._state(
-            jax.random.split(rng_key, 3)[0], position, logdensity_fn, shared.dynamics, shared.summary
-        )
+    def _chain_state(
+        self, rng_key, position, logdensity_fn, shared: _SharedTraining, burned_in: bool = True
+    ) -> L2HMCKernelState:
+        key_chain = jax.random.split(rng_key, 3)[0]
+        return self._state(key_chain, position, logdensity_fn, shared.dynamics, shared.summary, burned_in)
 
     def _init_one_chain(self, rng_key, position, particles, logdensity_fn, config: TrainConfig | None):
         """Train this chain's own sampler (under ``pmap``, or without training) and start the chain."""
@@ -653,12 +674,13 @@ class L2HMCKernel(MCMCKernel):
         if ravel_pytree(position)[0].size == 0:
             return self._empty_chain_state(key_chain, position, logdensity_fn)
         dynamics, summary, positions = self._train(key_train, position, particles, logdensity_fn, config)
-        if positions is not None:
+        trained = positions is not None
+        if trained:
             # the chain starts where its first particle ended: burned in by the warm start and training
             position = jax.tree_util.tree_map(lambda x: x[0], positions)
-        return self._state(key_chain, position, logdensity_fn, dynamics, summary)
+        return self._state(key_chain, position, logdensity_fn, dynamics, summary, burned_in=trained)
 
-    def _state(self, key_chain, position, logdensity_fn, dynamics, training) -> L2HMCKernelState:
+    def _state(self, key_chain, position, logdensity_fn, dynamics, training, burned_in) -> L2HMCKernelState:
         dtype = ravel_pytree(position)[0].dtype
         chain = init_chain_state(position, logdensity_fn)
         zero = jnp.zeros((), dtype)
@@ -677,7 +699,13 @@ class L2HMCKernel(MCMCKernel):
             training=training,
             dynamics=dynamics,
             rng_key=key_chain,
+            burned_in=jnp.asarray(burned_in),
+            burn_in_adaptation=self._burn_in_adaptation_init(dynamics.step_size.astype(dtype)),
         )
+
+    def _burn_in_adaptation_init(self, step_size) -> DualAveragingAdaptationState:
+        adaptation_init, _, _ = dual_averaging_adaptation(self._config.target_acceptance_rate)
+        return as_dtype(adaptation_init(step_size), step_size.dtype)
 
     def _empty_chain_state(self, rng_key, position, logdensity_fn) -> L2HMCKernelState:
         """A model whose latent sites have no unconstrained coordinate (e.g. a Dirichlet of size
@@ -701,38 +729,48 @@ class L2HMCKernel(MCMCKernel):
             training=TrainingSummary(empty, empty, empty, jnp.asarray(jnp.nan, dtype), jnp.asarray(False)),
             dynamics=None,
             rng_key=rng_key,
+            burned_in=jnp.asarray(True),  # nothing to burn in
+            burn_in_adaptation=self._burn_in_adaptation_init(jnp.ones((), dtype)),
         )
 
     def _transition(self, state: L2HMCKernelState, logdensity_fn) -> L2HMCKernelState:
         if state.dynamics is None:  # no coordinates: the one point is accepted every time
             one = jnp.ones((), state.accept_prob.dtype)
             return state._replace(i=state.i + 1, accept_prob=one, mean_accept_prob=one)
-        if state.training.loss.shape[-1] > 0:
-            # A trained chain starts at a particle that the warm start and training have already
-            # burned in: NumPyro's warm-up iterations have nothing left to do, and cost nothing.
-            return jax.lax.cond(
-                state.i < self._num_warmup,
-                lambda s: s._replace(i=s.i + 1),
-                lambda s: self._move(s, logdensity_fn),
-                state,
-            )
-        return self._move(state, logdensity_fn)
+        # A chain that starts at a trained particle, which the warm start and training have burned
+        # in, has nothing left to do in NumPyro's warm-up iterations, and they cost nothing.
+        return jax.lax.cond(
+            state.burned_in & (state.i < self._num_warmup),
+            lambda s: s._replace(i=s.i + 1),
+            lambda s: self._move(s, logdensity_fn),
+            state,
+        )
 
     def _move(self, state: L2HMCKernelState, logdensity_fn) -> L2HMCKernelState:
-        """One L2HMC transition of the chain (the HMC limit in the first half of an untrained warm-up)."""
+        """One L2HMC transition of the chain (the HMC limit in the first half of a burn-in warm-up)."""
         rng_key, key_transition = jax.random.split(state.rng_key)
         chain = L2HMCState(state.z, -state.potential_energy, _negate(state.z_grad))
         dynamics = state.dynamics
-        # Without training (given `dynamics=`), the chain starts where init_strategy puts it, maybe
-        # far out: the first half of warm-up burns in with the HMC limit (zero networks: HMC with
-        # the dynamics' ε, jitter and preconditioner), since networks trained near the posterior
-        # can be useless far from it.
-        hmc_limit = dynamics.as_hmc_limit()
+        # A chain that is not burned in (given `dynamics=`, or a later sequential chain of a
+        # potential_fn) starts at its initial point, maybe far out: the first half of warm-up burns
+        # in with the HMC limit (zero networks: HMC with the dynamics' jitter and preconditioner),
+        # since networks trained near the posterior can be useless far from it, and with its own
+        # ε, adapted by dual averaging as NUTS's is, since the trained ε can be far too long where
+        # the curvature is larger (a chain started far out never accepted a move with it).
+        adaptation = state.burn_in_adaptation
+        hmc_limit = eqx.tree_at(
+            lambda d: d.log_step_size,
+            dynamics.as_hmc_limit(),
+            adaptation.log_step_size.astype(dynamics.log_step_size.dtype),
+        )
         use_hmc_limit = state.i < self._num_warmup // 2
         dynamics = tree_where(use_hmc_limit, hmc_limit, dynamics)
         new, info = build_kernel(self._integrator, self._divergence_threshold)(
             key_transition, chain, logdensity_fn, dynamics
         )
+        _, adaptation_update, _ = dual_averaging_adaptation(self._config.target_acceptance_rate)
+        adapted = adaptation_update(adaptation, info.acceptance_rate.astype(adaptation.log_step_size.dtype))
+        adaptation = tree_where(use_hmc_limit, adapted, adaptation)
         itr = state.i + 1
         count = jnp.where(state.i < self._num_warmup, itr, itr - self._num_warmup)
         accept_prob = info.acceptance_rate
@@ -750,6 +788,7 @@ class L2HMCKernel(MCMCKernel):
             diverging=info.is_divergent,
             log_det_jacobian=info.log_det_jacobian.astype(state.log_det_jacobian.dtype),
             rng_key=rng_key,
+            burn_in_adaptation=adaptation,
         )
 
 

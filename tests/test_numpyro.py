@@ -661,14 +661,40 @@ def test_particles_are_handed_out_farthest_first():
     np.testing.assert_array_equal(_dispersed_order(np.zeros((1, 3))), [0])
 
 
-@pytest.mark.parametrize("seed", [1, 5])
+def _mixture_model():
+    """The paper's two-mode mixture as a NumPyro model (flat prior, the mixture as a factor)."""
+    x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real_vector, (), (2,)))
+    numpyro.factor("mixture", l2hmc_ppl.targets.mog().logdensity_fn(x))
+
+
+@pytest.mark.parametrize("seed", [7, 9])
 def test_chains_start_in_both_modes_of_a_mixture_so_that_r_hat_can_flag_it(seed):
     """No transition crosses between the paper's two modes (x₁ = ±2, sd 0.32). The chains start at
-    trained particles. With these seeds the first four particles all lie in one mode, so that
-    handing them out in order gave four chains that agree (R̂ ≈ 1) while the mean is far off (3
-    seeds of 12 did). Handed out farthest first, they start the chains in both modes, and R̂ flags
-    the posterior as NUTS's chains do. (When no particle reaches the other mode, 1 seed of 12
-    with these 16 particles, nothing can.)"""
+    trained particles (drawn by ``init_to_uniform``). With these seeds the first four particles all
+    lie in one mode, so that handing them out in order gave four chains that agree (R̂ ≈ 1) while
+    the mean is far off (3 seeds of 16 did). Handed out farthest first, they start the chains in
+    both modes, and R̂ flags the posterior as NUTS's chains do."""
+    mcmc = MCMC(
+        L2HMCKernel(_mixture_model, num_particles=16, progress_bar=False),
+        num_warmup=100,
+        num_samples=20,
+        num_chains=4,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(seed))
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
+    in_right_mode = draws[:, :, 0] > 0
+    assert np.all(in_right_mode == in_right_mode[:, :1])  # no chain crossed
+    assert 0 < in_right_mode[:, 0].sum() < 4, in_right_mode[:, 0]
+    assert numpyro.diagnostics.split_gelman_rubin(draws[..., 0]) > 1.5
+
+
+def test_later_sequential_chains_of_a_potential_fn_burn_in_from_their_own_init_params():
+    """With ``potential_fn`` and sequential chains the particles lie around the first chain's
+    initial point only (here all in the mixture's right mode). A later chain started in the left
+    basin, off the mode, burns in there with the trained sampler, so the chains disagree and R̂
+    flags the mixture; handed a trained particle instead, all four agreed in the right mode."""
     target = l2hmc_ppl.targets.mog()
     mcmc = MCMC(
         L2HMCKernel(potential_fn=lambda z: -target.logdensity_fn(z), num_particles=16, progress_bar=False),
@@ -678,9 +704,49 @@ def test_chains_start_in_both_modes_of_a_mixture_so_that_r_hat_can_flag_it(seed)
         chain_method="sequential",
         progress_bar=False,
     )
-    mcmc.run(jax.random.key(seed), init_params=jax.random.normal(jax.random.key(100 + seed), (4, 2)))
+    init_params = jnp.array([[2.0, 0.0], [-3.5, 1.0], [2.0, 0.0], [2.5, -0.5]])
+    mcmc.run(jax.random.key(0), init_params=init_params)
     draws = np.asarray(mcmc.get_samples(group_by_chain=True))
     in_right_mode = draws[:, :, 0] > 0
-    assert np.all(in_right_mode == in_right_mode[:, :1])  # no chain crossed
-    assert 0 < in_right_mode[:, 0].sum() < 4, in_right_mode[:, 0]
+    np.testing.assert_array_equal(in_right_mode, np.broadcast_to([[True], [False], [True], [True]], (4, 20)))
+    # the second chain has reached the left mode (centre (−2, 0), sd 0.32), not stayed at its start
+    np.testing.assert_allclose(draws[1].mean(axis=0), [-2.0, 0.0], atol=0.5)
+    assert not bool(np.asarray(mcmc.last_state.burned_in)[1])
+    assert bool(np.asarray(mcmc.last_state.burned_in)[0])
     assert numpyro.diagnostics.split_gelman_rubin(draws[..., 0]) > 1.5
+
+
+@pytest.mark.filterwarnings("ignore:the trained L2HMC sampler mixes worse")  # 200 iterations: kept HMC
+def test_a_chain_that_burns_in_from_far_out_adapts_its_step_size():
+    """A later sequential chain of a ``potential_fn`` burns in from its own initial point. The
+    target is BlackJAX's linear regression test (y = 3x + noise, 1000 points; the posterior sds
+    are about 0.03), the second chain starts at (coefficient, log scale) = (−0.6, −0.4), hundreds
+    of sds out, where the curvature is far larger. With the trained ε every proposal from there was
+    rejected and the chain never reached the posterior; with ε adapted by dual averaging in the
+    first half of warm-up it does."""
+    key_x, key_noise = jax.random.split(jax.random.key(19))
+    x = jax.random.normal(key_x, (1000,))
+    y = 3.0 * x + jax.random.normal(key_noise, (1000,))
+
+    def potential(z):
+        coefficient, log_scale = z[0], z[1]
+        log_likelihood = dist.Normal(coefficient * x, jnp.exp(log_scale)).log_prob(y).sum()
+        log_prior = dist.Normal(0.0, 5.0).log_prob(coefficient) + dist.Exponential(1.0).log_prob(
+            jnp.exp(log_scale)
+        )
+        return -(log_likelihood + log_prior + log_scale)
+
+    mcmc = MCMC(
+        L2HMCKernel(potential_fn=potential, num_particles=8, progress_bar=False),
+        num_warmup=200,
+        num_samples=50,
+        num_chains=2,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(0), init_params=jnp.array([[3.0, 0.0], [-0.6, -0.4]]))
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert not bool(np.asarray(mcmc.last_state.burned_in)[1])
+    # the far chain samples where the first one does (its draws within 0.3 of the first chain's
+    # mean, ten posterior sds; it started 3.6 away)
+    np.testing.assert_allclose(draws[1], np.broadcast_to(draws[0].mean(axis=0), draws[1].shape), atol=0.3)

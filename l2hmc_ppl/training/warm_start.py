@@ -141,7 +141,7 @@ class _AdaptationState(NamedTuple):
     num_leapfrog_steps: Int[Array, ""]  # M of the HMC transitions (traced: one compilation for any M)
 
 
-def _as_dtype(tree, dtype):
+def as_dtype(tree, dtype):
     """BlackJAX's states mix Python scalars and default-dtype arrays: one dtype, so blocks share a compile."""
     return jax.tree_util.tree_map(
         lambda x: (
@@ -153,7 +153,7 @@ def _as_dtype(tree, dtype):
 
 def _restart_dual_averaging(log_step_sizes, target_acceptance_rate, dtype):
     (da_init, _, _), _ = _adaptation(target_acceptance_rate, False)
-    return _as_dtype(jax.vmap(da_init)(jnp.exp(log_step_sizes)), dtype)
+    return as_dtype(jax.vmap(da_init)(jnp.exp(log_step_sizes)), dtype)
 
 
 @eqx.filter_jit
@@ -174,7 +174,7 @@ def _init(dynamics, chains, dense_mass, target_acceptance_rate) -> _AdaptationSt
         chains=chains,
         dynamics=hmc,
         da_state=_restart_dual_averaging(jnp.full((size,), hmc.log_step_size), target_acceptance_rate, dtype),
-        mm_state=_as_dtype(mm_init(dynamics.dim), dtype),
+        mm_state=as_dtype(mm_init(dynamics.dim), dtype),
         covariance=scale @ scale.T if dense_mass else scale**2,
         num_restarted=jnp.zeros((), jnp.int32),
         num_leapfrog_steps=jnp.asarray(dynamics.num_leapfrog_steps, jnp.int32),  # the given M
@@ -233,7 +233,7 @@ def _adapt_block(
     )
     dtype = dynamics.log_step_size.dtype
     new_state = state._replace(
-        chains=chains, da_state=_as_dtype(da_state, dtype), mm_state=_as_dtype(mm_state, dtype)
+        chains=chains, da_state=as_dtype(da_state, dtype), mm_state=as_dtype(mm_state, dtype)
     )
     new_state = tree_where(ends_window, _end_window(new_state, target_acceptance_rate), new_state)
     return new_state, acceptance, logdensity, jnp.mean(jumps, axis=0)
@@ -267,7 +267,7 @@ def _end_window(state: _AdaptationState, target_acceptance_rate) -> _AdaptationS
     _, (_, _, mm_final) = _adaptation(target_acceptance_rate, dense)
     dtype = state.dynamics.log_step_size.dtype
     mean = state.mm_state.wc_state.mean
-    mm_state = _as_dtype(mm_final(state.mm_state), dtype)
+    mm_state = as_dtype(mm_final(state.mm_state), dtype)
     covariance = mm_state.inverse_mass_matrix
     scale = jnp.linalg.cholesky(covariance) if dense else jnp.sqrt(covariance)
     return state._replace(
