@@ -709,8 +709,12 @@ def test_later_sequential_chains_of_a_potential_fn_burn_in_from_their_own_init_p
     draws = np.asarray(mcmc.get_samples(group_by_chain=True))
     in_right_mode = draws[:, :, 0] > 0
     np.testing.assert_array_equal(in_right_mode, np.broadcast_to([[True], [False], [True], [True]], (4, 20)))
-    # the second chain has reached the left mode (centre (−2, 0), sd 0.32), not stayed at its start
-    np.testing.assert_allclose(draws[1].mean(axis=0), [-2.0, 0.0], atol=0.5)
+    # The second chain has reached the left mode, not stayed near its start: every draw is nearer
+    # the mode's centre (−2, 0) than the start (1.8 away, 5.7 sds of the component; a draw of the
+    # component is that far out with probability e^(−5.7²/2) ≈ 1e-7), and the chain moves.
+    start_distance = np.linalg.norm(np.array([-3.5, 1.0]) - [-2.0, 0.0])
+    assert np.all(np.linalg.norm(draws[1] - [-2.0, 0.0], axis=1) < start_distance), draws[1]
+    assert len(np.unique(draws[1][:, 0])) > 1
     assert not bool(np.asarray(mcmc.last_state.burned_in)[1])
     assert bool(np.asarray(mcmc.last_state.burned_in)[0])
     assert numpyro.diagnostics.split_gelman_rubin(draws[..., 0]) > 1.5
