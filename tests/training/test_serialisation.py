@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -493,8 +494,10 @@ def test_fuzz_load(tmp_path):
 
     def check(content: bytes, must_raise: bool, header_only: bool):
         path.write_bytes(content)
-        tracemalloc.reset_peak()
-        baseline = tracemalloc.get_traced_memory()[0]
+        # Time a load without tracemalloc, whose hooks on every allocation slow Python down several
+        # times (a new architecture's shapes took 0.2 s of CPU alone and 0.6 s under tracemalloc),
+        # then measure the memory of the same load again with a cache as cold as the timed one had.
+        cached = serialisation._abstract_leaves.cache_info().currsize
         start = time.process_time()
         try:
             loaded = load(path)
@@ -508,7 +511,15 @@ def test_fuzz_load(tmp_path):
                 assert_bit_identical(loaded, original)
             outcomes["loaded"] += 1
         assert time.process_time() - start < 1.0
-        assert tracemalloc.get_traced_memory()[1] - baseline < 4 * len(content) + MEMORY_SLACK
+        if serialisation._abstract_leaves.cache_info().currsize > cached:
+            serialisation._abstract_leaves.cache_clear()  # the load traced new shapes: trace them again
+        tracemalloc.start()
+        try:
+            with contextlib.suppress(ValueError):
+                load(path)
+            assert tracemalloc.get_traced_memory()[1] < 4 * len(content) + MEMORY_SLACK
+        finally:
+            tracemalloc.stop()
 
     def flipped(count, low, high):
         content = bytearray(data)
@@ -516,31 +527,27 @@ def test_fuzz_load(tmp_path):
             content[position] ^= int(rng.integers(1, 256))
         return bytes(content)
 
-    tracemalloc.start()
-    try:
-        lengths = list(range(0, len(data), 23)) + list(rng.integers(0, len(data), size=40))
-        for length in lengths:
-            check(data[:length], must_raise=True, header_only=False)
-        for _ in range(15):
-            garbage = rng.integers(0, 256, size=int(rng.integers(1, 2000)), dtype=np.uint8).tobytes()
-            check(data + garbage, must_raise=True, header_only=False)
-        for _ in range(150):
-            check(flipped(1, 0, header_end), must_raise=False, header_only=True)
-            check(flipped(1, header_end, len(data)), must_raise=False, header_only=False)
-        for _ in range(60):
-            count = int(rng.integers(2, 9))
-            check(flipped(count, 0, header_end), must_raise=False, header_only=True)
-            check(flipped(count, 0, len(data)), must_raise=False, header_only=False)
-        header, body = split_file(good)
-        for field in header["hyperparameters"]:
-            for value in ("DELETE", "7", 7.5, [], {}, True, None, -1, 0, 10**7, 10**40, 2**63):
-                mutated = json.loads(json.dumps(header))
-                if value == "DELETE":
-                    del mutated["hyperparameters"][field]
-                else:
-                    mutated["hyperparameters"][field] = value
-                content = json.dumps(mutated).encode() + b"\n" + body
-                check(content, must_raise=mutated != header, header_only=True)
-    finally:
-        tracemalloc.stop()
+    lengths = list(range(0, len(data), 23)) + list(rng.integers(0, len(data), size=40))
+    for length in lengths:
+        check(data[:length], must_raise=True, header_only=False)
+    for _ in range(15):
+        garbage = rng.integers(0, 256, size=int(rng.integers(1, 2000)), dtype=np.uint8).tobytes()
+        check(data + garbage, must_raise=True, header_only=False)
+    for _ in range(150):
+        check(flipped(1, 0, header_end), must_raise=False, header_only=True)
+        check(flipped(1, header_end, len(data)), must_raise=False, header_only=False)
+    for _ in range(60):
+        count = int(rng.integers(2, 9))
+        check(flipped(count, 0, header_end), must_raise=False, header_only=True)
+        check(flipped(count, 0, len(data)), must_raise=False, header_only=False)
+    header, body = split_file(good)
+    for field in header["hyperparameters"]:
+        for value in ("DELETE", "7", 7.5, [], {}, True, None, -1, 0, 10**7, 10**40, 2**63):
+            mutated = json.loads(json.dumps(header))
+            if value == "DELETE":
+                del mutated["hyperparameters"][field]
+            else:
+                mutated["hyperparameters"][field] = value
+            content = json.dumps(mutated).encode() + b"\n" + body
+            check(content, must_raise=mutated != header, header_only=True)
     assert outcomes["raised"] > 0 and outcomes["loaded"] > 0  # both outcomes occur
