@@ -209,7 +209,8 @@ def run_sampler(sampler_name, model, args, kwargs, options, l2hmc_runs):
 
 
 def _time_transitions(kernel, post_warmup_state, args, kwargs, options) -> float:
-    """Seconds for ``num_samples`` compiled transitions of every chain, one chain after the other.
+    """Seconds for ``num_samples`` compiled transitions of every chain (one after the other, or all
+    at once for vectorized chains).
 
     One ``lax.scan`` of ``kernel.sample`` from the post-warmup state, compiled before timing, so
     that neither NumPyro's per-run compilation nor its driver enters the figure.
@@ -222,8 +223,9 @@ def _time_transitions(kernel, post_warmup_state, args, kwargs, options) -> float
 
         return jax.lax.scan(one, state, None, length=options.num_samples)[0]
 
-    if options.num_chains == 1:
-        chains = [post_warmup_state]  # no chain axis
+    if options.num_chains == 1 or options.chain_method == "vectorized":
+        # no chain axis, or a vectorized kernel, whose sample steps every chain at once
+        chains = [post_warmup_state]
     else:
         chains = [
             jax.tree_util.tree_map(lambda x, c=c: x[c], post_warmup_state) for c in range(options.num_chains)
