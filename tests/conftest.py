@@ -14,8 +14,17 @@ run, never carried over from an earlier run. A cache hit still counts as a compi
 ``jax.monitoring`` (the backend-compile event wraps the cache lookup), so the tests that count
 compilations see every program that was built again. Entries are read and written under a file
 lock (the cache's size limit turns it on), so two workers never see a half-written entry.
+
+Each compiled program keeps its machine code mapped into the process (about two memory mappings per
+program), and Linux caps a process at ``vm.max_map_count`` mappings (65 530 by default). A worker
+of this suite compiles tens of thousands of programs: it reached 30 000 mappings halfway through a
+run, and twice a worker died late in a run with a segmentation fault inside jaxlib's serialisation
+of a program for the cache. So JAX's in-memory caches are emptied after every test module (the
+largest module adds about 17 000 mappings); a later module that needs a program again loads it from
+the persistent cache.
 """
 
+import gc
 import importlib.util
 import os
 import shutil
@@ -23,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 
@@ -54,3 +64,11 @@ if os.environ.get(_CACHE_VARIABLE):
 def pytest_unconfigure(config):
     if _OWNS_CACHE:  # pytest itself, not a worker (workers inherit the variable, so never own it)
         shutil.rmtree(os.environ[_CACHE_VARIABLE], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop the module's compiled programs when it ends, so that a worker never runs out of mappings."""
+    yield
+    jax.clear_caches()
+    gc.collect()  # the executables, and their mappings, go when the last reference does
