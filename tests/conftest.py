@@ -17,11 +17,11 @@ lock (the cache's size limit turns it on), so two workers never see a half-writt
 
 Each compiled program keeps its machine code mapped into the process (about two memory mappings per
 program), and Linux caps a process at ``vm.max_map_count`` mappings (65 530 by default). A worker
-of this suite compiles tens of thousands of programs: it reached 30 000 mappings halfway through a
-run, and twice a worker died late in a run with a segmentation fault inside jaxlib's serialisation
-of a program for the cache. So JAX's in-memory caches are emptied after every test module (the
-largest module adds about 17 000 mappings); a later module that needs a program again loads it from
-the persistent cache.
+of this suite compiles tens of thousands of programs: without the step below one reached 65 247
+mappings late in a run and died with a segmentation fault inside jaxlib's serialisation of the next
+program (one test module alone adds about 34 000). So after any test that leaves the process with
+more than ``MAX_MAPPINGS`` mappings, JAX's in-memory caches are emptied; a later test that needs a
+program again loads it from the persistent cache.
 """
 
 import gc
@@ -66,9 +66,24 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ[_CACHE_VARIABLE], ignore_errors=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
+#: Empty JAX's in-memory caches once a process holds this many memory mappings (see above).
+MAX_MAPPINGS = 20_000
+
+
+def _num_mappings() -> int | None:
+    """The memory mappings of this process (Linux), or None where /proc/self/maps does not exist."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return sum(1 for _ in maps)
+    except OSError:
+        return None
+
+
+@pytest.fixture(autouse=True)
 def _release_compiled_programs():
-    """Drop the module's compiled programs when it ends, so that a worker never runs out of mappings."""
+    """After a test, drop the compiled programs if the process is running short of mappings."""
     yield
-    jax.clear_caches()
-    gc.collect()  # the executables, and their mappings, go when the last reference does
+    mappings = _num_mappings()
+    if mappings is not None and mappings > MAX_MAPPINGS:
+        jax.clear_caches()
+        gc.collect()  # the executables, and their mappings, go when the last reference does
