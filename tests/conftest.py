@@ -37,6 +37,10 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Marks a test that reads the posteriordb posteriors (skipped, saying why, where they are absent).
+needs_posteriordb = pytest.mark.skipif(
+    not (DATA_ROOT / "posteriordb").is_dir(), reason=f"the posteriordb data are not in {DATA_ROOT}"
+)
 for variable, folder in (("L2HMC_PPL_GERMAN_CREDIT", "german_credit"), ("L2HMC_PPL_MNIST", "mnist")):
     if not os.environ.get(variable) and (DATA_ROOT / folder).is_dir():
         os.environ[variable] = str(DATA_ROOT / folder)

@@ -18,15 +18,11 @@ import pytest
 from benchmarks import _suite
 from benchmarks.suite_targets import get_target
 from l2hmc_ppl import L2HMCDynamics
-from tests.conftest import DATA_ROOT
+from tests.conftest import DATA_ROOT, needs_posteriordb
 from tests.mutants import dropped_log_det, randomize_heads
 from tests.stats import MIN_ESS, Z_THRESHOLD
 
 SMALL = dict(num_chains=2, num_warmup=300, num_samples=1000)
-
-needs_posteriordb = pytest.mark.skipif(
-    not (DATA_ROOT / "posteriordb").is_dir(), reason=f"the posteriordb data are not in {DATA_ROOT}"
-)
 
 
 def _check(row: dict, name: str) -> None:
